@@ -1,0 +1,91 @@
+"""``propsam train`` and ``propsam finetune``: the default weights and their adaptation."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import read_volume
+
+logger = logging.getLogger("napari_propsam")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..training import train_default
+
+    overrides: dict[str, Any] = {}
+    for name in ("batch_size", "pool_size", "val_every", "threads", "lr"):
+        v = getattr(args, name)
+        if v is not None:
+            overrides[name] = v
+    for net in args.network:
+        path = train_default(
+            net,
+            Path(args.out) / net,
+            steps=args.steps,
+            seed=args.seed,
+            exclude_families=args.exclude,
+            **overrides,
+        )
+        logger.info("%s weights: %s", net, path)
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from ..training import finetune, labelled_from_arrays
+
+    if len(args.image) != len(args.labels):
+        raise SystemExit("give one --labels per --image")
+    vols = [
+        labelled_from_arrays(
+            np.asarray(read_volume(i)), np.asarray(read_volume(lab)), args.spacing, Path(i).stem
+        )
+        for i, lab in zip(args.image, args.labels, strict=True)
+    ]
+    paths = finetune(
+        vols,
+        args.out,
+        base=args.model,
+        networks=args.network,
+        steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    for net, p in paths.items():
+        logger.info("%s weights: %s", net, p)
+    logger.info("use them with model=%s", paths.get("propmask"))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's subcommands to the ``propsam`` parser."""
+    p = sub.add_parser("train", help="train the default lite networks on synthetic volumes")
+    p.add_argument(
+        "--network", nargs="+", default=["propmask", "box2mask"], choices=("propmask", "box2mask")
+    )
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/lite")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--pool-size", type=int, default=None)
+    p.add_argument("--val-every", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--exclude", nargs="*", default=[], help="synthetic families to leave out")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("finetune", help="adapt the default weights to your annotated volumes")
+    p.add_argument("--image", nargs="+", required=True)
+    p.add_argument("--labels", nargs="+", required=True)
+    p.add_argument("--model", default=None, help="weights to start from (default: bundled)")
+    p.add_argument("--network", nargs="+", default=["propmask", "box2mask"])
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--spacing", type=float, nargs=3, default=None)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_finetune)
