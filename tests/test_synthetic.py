@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from napari_propsam.synthetic import (
     FAMILIES,
+    HELDOUT_FAMILIES,
     MIN_EXTENT,
     SyntheticVolume,
     make_dataset,
@@ -61,6 +62,22 @@ def test_families_constant() -> None:
         "dark",
         "lowcontrast",
     )
+
+
+def test_heldout_cysts_have_a_dark_lumen_inside_a_bright_wall() -> None:
+    # The held-out family must never leak into training's round-robin.
+    assert set(HELDOUT_FAMILIES).isdisjoint(FAMILIES) and "cysts" in HELDOUT_FAMILIES
+    vol = make_volume("cysts", seed=3, shape=SHAPE, anisotropy=1.0)
+    assert vol.family == "cysts" and vol.targets
+    np.testing.assert_array_equal(vol.image, make_volume("cysts", 3, SHAPE, 1.0).image)
+    big = max(vol.targets, key=lambda t: int(np.count_nonzero(vol.labels == t)))
+    mask = vol.labels == big
+    dist = ndimage.distance_transform_edt(mask)
+    wall = mask & (dist <= 1.5)
+    lumen = dist >= 0.6 * dist.max()
+    _, shell, _ = _inside_and_shell(vol, big)
+    # Bright wall, lumen darker than both the wall and the surrounding tissue.
+    assert vol.image[wall].mean() > shell > vol.image[lumen].mean()
 
 
 @pytest.mark.parametrize("family", FAMILIES)

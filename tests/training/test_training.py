@@ -117,3 +117,11 @@ def test_finetune_without_objects_is_refused(tmp_path):
         labelled_from_arrays(np.zeros((4, 8, 8)), np.zeros((4, 8, 8), int))
     with pytest.raises(ValueError, match="at least one annotated object"):
         finetune([], tmp_path)
+
+
+def test_synthetic_factory_oversamples_repeated_families():
+    from napari_propsam.training import synthetic_factory
+
+    make = synthetic_factory(families=("plates", "touching", "touching"), shape=(24, 48, 48))
+    names = [make(i).name.split("-")[0] for i in range(6)]
+    assert names == ["plates", "touching", "touching"] * 2

@@ -29,6 +29,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             steps=args.steps,
             seed=args.seed,
             exclude_families=args.exclude,
+            families=args.families,
+            init_weights=Path(args.init) / f"{net}.safetensors" if args.init else None,
             **overrides,
         )
         logger.info("%s weights: %s", net, path)
@@ -76,6 +78,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--exclude", nargs="*", default=[], help="synthetic families to leave out")
+    p.add_argument(
+        "--families",
+        nargs="+",
+        default=None,
+        help="training families in round-robin order (repeat one to oversample it)",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        help="folder with <network>.safetensors to start from (a warm restart)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("finetune", help="adapt the default weights to your annotated volumes")

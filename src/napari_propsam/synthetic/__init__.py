@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "FAMILIES",
+    "HELDOUT_FAMILIES",
     "MIN_EXTENT",
     "SyntheticVolume",
     "make_dataset",
@@ -54,6 +55,11 @@ FAMILIES: tuple[str, ...] = (
     "dark",
     "lowcontrast",
 )
+
+# Families never used to train the bundled weights; they measure how fine-tuning adapts the
+# model to a structure it has not seen.
+HELDOUT_FAMILIES: tuple[str, ...] = ("cysts",)
+_ALL_FAMILIES = FAMILIES + HELDOUT_FAMILIES
 
 _MIN_SIDE = 16
 _ATTEMPTS = 6
@@ -136,7 +142,7 @@ def make_volume(
     Deterministic for a given ``(family, seed, shape, anisotropy)``.
 
     Args:
-        family: One of ``FAMILIES``.
+        family: One of ``FAMILIES`` (training) or ``HELDOUT_FAMILIES`` (never trained on).
         seed: Any integer.
         shape: ``(Z, Y, X)``, every side >= 16.
         anisotropy: Z voxel size relative to Y/X (> 0). None draws it from the seed: about half
@@ -149,10 +155,10 @@ def make_volume(
     Raises:
         ValueError: unknown family, bad shape or anisotropy.
     """
-    if family not in BUILDERS:
-        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+    if family not in _ALL_FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {_ALL_FAMILIES}")
     shape = _check_shape(shape)
-    rng = _rng(seed, FAMILIES.index(family), *shape)
+    rng = _rng(seed, _ALL_FAMILIES.index(family), *shape)
     # Always consume the same draws so the rest of the stream does not depend on the override.
     iso = rng.random() < 0.5
     drawn = 1.0 if iso else float(rng.uniform(1.5, 5.0))

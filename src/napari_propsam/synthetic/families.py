@@ -480,6 +480,35 @@ def build_lowcontrast(scene: Scene, style: Style) -> None:
         add_mixed(scene, style, _look(scene, style, _sign(rng, 0.4)))
 
 
+def build_cysts(scene: Scene, style: Style) -> None:
+    """Packed hollow cysts: a thin bright wall around a lumen darker than the tissue.
+
+    The whole cyst (wall and lumen) is the target. No training family looks like this -- a dark
+    interior inside a bright ring -- which is why it is held out to demonstrate fine-tuning.
+    """
+    rng = scene.rng
+    paint_background(scene, float(rng.uniform(0.05, 0.25)), int(rng.integers(0, 3)), False)
+    radius = _blob_radius(scene, 6.0, 24.0)
+    wall = float(rng.uniform(0.65, 0.85))  # lumen boundary as a fraction of the cyst's level
+    c = scene.contrast
+    for _ in range(int(rng.integers(3, 9))):
+        kind = str(rng.choice(["smooth", "lobulated"]))
+        placed = place_blob(scene, lambda kind=kind: random_blob(scene, radius, kind), margin=1.05)
+        if placed is None:
+            continue
+        _, sl, level = placed
+        label = scene.new_label()
+        rise = c * float(rng.uniform(0.6, 1.1))
+        tissue = paint(scene, sl, level, Look(contrast=rise, texture=0.1), label) - rise
+        drop = c * float(rng.uniform(0.2, 0.5))
+        # The lumen sits below the surrounding tissue (an absolute level, not relative to the
+        # wall) and is drawn into the image only: it stays part of the cyst's label.
+        lumen = Look(contrast=-drop, texture=0.05, level=tissue - drop)
+        paint(scene, sl, level / np.float32(wall), lumen, None)
+        scene.targets.append(label)
+    add_distractors(scene, style, int(rng.integers(0, 3)))
+
+
 BUILDERS: dict[str, Callable[[Scene, Style], None]] = {
     "glomeruli": build_glomeruli,
     "organ": build_organ,
@@ -489,6 +518,7 @@ BUILDERS: dict[str, Callable[[Scene, Style], None]] = {
     "touching": build_touching,
     "dark": build_dark,
     "lowcontrast": build_lowcontrast,
+    "cysts": build_cysts,
 }
 
 

@@ -72,11 +72,31 @@ def train_default(
     steps: int = 3000,
     seed: int = 0,
     exclude_families: Sequence[str] = (),
+    families: Sequence[str] | None = None,
+    init_weights: str | Path | None = None,
     **overrides: Any,
 ) -> Path:
-    """Train the bundled ``lite`` network on synthetic data (resumable)."""
+    """Train the bundled ``lite`` network on synthetic data (resumable).
+
+    Args:
+        network: ``"propmask"`` or ``"box2mask"``.
+        out_dir: Run folder (resume state, logs, weights).
+        steps: Optimiser steps of this run (one cosine cycle).
+        seed: Seed; also selects the training volumes' seed range.
+        exclude_families: Families left out of the training data (validation keeps the rest).
+        families: Training families in round-robin order (default: all). A family listed twice is
+            sampled twice as often, which is how a second cycle stresses a weak family.
+        init_weights: Start from these weights (a warm restart of the cosine schedule) instead of
+            random initialisation.
+        **overrides: :class:`TrainConfig` fields.
+
+    Returns:
+        Path of the final safetensors weights.
+    """
     config = replace(TrainConfig(network=network, steps=steps, seed=seed), **overrides)
-    factory = synthetic_factory(TRAIN_SEED_BASE + seed * 1_000_003, exclude=exclude_families)
+    factory = synthetic_factory(
+        TRAIN_SEED_BASE + seed * 1_000_003, families=families, exclude=exclude_families
+    )
     val = synthetic_factory(VAL_SEED_BASE, exclude=exclude_families)
     val_vols = [val(i) for i in range(16)]
     return train(
@@ -84,9 +104,12 @@ def train_default(
         out_dir,
         factory,
         val_vols,
+        init_weights=init_weights,
         provenance={
             "data": "synthetic (napari_propsam.synthetic)",
             "excluded": list(exclude_families),
+            "families": list(families) if families else "all",
+            "init": str(init_weights) if init_weights else "random",
         },
     )
 
