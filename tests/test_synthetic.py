@@ -184,6 +184,17 @@ def test_sample_stack() -> None:
     assert len(vol.targets) >= 2
 
 
+def test_shipped_sample_matches_the_generator() -> None:
+    # A generator edit must come with `python scripts/make_sample_data.py`, or napari's sample
+    # and the documented figures drift apart from the code.
+    from importlib.resources import files
+
+    with np.load(str(files("napari_propsam") / "_sample" / "glomeruli.npz")) as shipped:
+        vol = make_sample_stack(int(shipped["seed"]))
+        np.testing.assert_array_equal(shipped["image"], vol.image.astype(np.uint16))
+        np.testing.assert_array_equal(shipped["labels"], vol.labels)
+
+
 def test_skimage_textures_load_offline() -> None:
     loaded = [skimage_texture(name) for name in SKIMAGE_TEXTURES]
     assert all(t is not None and t.ndim == 2 and t.dtype == np.float32 for t in loaded)
