@@ -16,6 +16,7 @@ from .config import BoxConfig, PropagationConfig
 from .device import select_device
 from .propagation import SliceUpdate
 from .registry import ModelBundle, ModelInfo, list_models, resolve_model
+from .similar import SimilarConfig, SimilarFound, detect_similar, find_similar, find_similar_stream
 from .weights import CheckpointError
 
 __all__ = [
@@ -24,10 +25,15 @@ __all__ = [
     "ModelBundle",
     "ModelInfo",
     "PropagationConfig",
+    "SimilarConfig",
+    "SimilarFound",
     "SliceUpdate",
     "__version__",
     "apply_update",
     "box_to_mask",
+    "detect_similar",
+    "find_similar",
+    "find_similar_stream",
     "list_models",
     "propagate",
     "resolve_model",
