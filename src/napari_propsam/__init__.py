@@ -16,6 +16,7 @@ from .config import BoxConfig, PropagationConfig
 from .device import select_device
 from .propagation import SliceUpdate
 from .registry import ModelBundle, ModelInfo, list_models, resolve_model
+from .series import SeriesUpdate, propagate_series, propagate_series_stream, read_series
 from .similar import SimilarConfig, SimilarFound, detect_similar, find_similar, find_similar_stream
 from .weights import CheckpointError
 
@@ -25,6 +26,7 @@ __all__ = [
     "ModelBundle",
     "ModelInfo",
     "PropagationConfig",
+    "SeriesUpdate",
     "SimilarConfig",
     "SimilarFound",
     "SliceUpdate",
@@ -36,6 +38,9 @@ __all__ = [
     "find_similar_stream",
     "list_models",
     "propagate",
+    "propagate_series",
+    "propagate_series_stream",
+    "read_series",
     "resolve_model",
     "segment",
     "select_device",
