@@ -46,7 +46,9 @@ __all__ = [
     "nearest_guides",
     "propagate_series",
     "propagate_series_stream",
+    "read_image",
     "read_series",
+    "series_files",
     "to_grey",
 ]
 
@@ -93,7 +95,9 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_image(path: str | Path) -> np.ndarray:
+    """One 2D image file as stored: ``(H, W)`` grey or ``(H, W, 3|4)`` RGB(A), its own dtype."""
+    path = Path(path)
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
@@ -103,17 +107,13 @@ def _read_image(path: Path) -> np.ndarray:
     return io.imread(str(path))
 
 
-def read_series(folder: str | Path) -> np.ndarray:
-    """Read a folder of 2D images (PNG, TIF, JPG, BMP) as a series, in natural name order.
+def series_files(folder: str | Path) -> list[Path]:
+    """The image files of a series folder, in natural name order (``img2`` before ``img10``).
 
-    Args:
-        folder: Directory; files with other suffixes and hidden files are ignored.
-
-    Returns:
-        ``(N, H, W)`` float32 grey images (RGB(A) converted with Rec. 709 luma).
+    Files with other suffixes than :data:`IMAGE_SUFFIXES` and hidden files are ignored.
 
     Raises:
-        ValueError: not a folder, no images in it, or images of different sizes (named).
+        ValueError: not a folder, or no images in it.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -131,7 +131,23 @@ def read_series(folder: str | Path) -> np.ndarray:
             f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)}); a series needs at "
             "least one 2D image file"
         )
-    images = [to_grey(_read_image(p)) for p in files]
+    return files
+
+
+def read_series(folder: str | Path) -> np.ndarray:
+    """Read a folder of 2D images (PNG, TIF, JPG, BMP) as a series, in natural name order.
+
+    Args:
+        folder: Directory (see :func:`series_files` for which files count).
+
+    Returns:
+        ``(N, H, W)`` float32 grey images (RGB(A) converted with Rec. 709 luma).
+
+    Raises:
+        ValueError: not a folder, no images in it, or images of different sizes (named).
+    """
+    files = series_files(folder)
+    images = [to_grey(read_image(p)) for p in files]
     _check_same_size(images, [p.name for p in files])
     logger.info("read %d images of %s from %s", len(images), images[0].shape, folder)
     return np.stack(images)

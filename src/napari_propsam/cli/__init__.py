@@ -11,11 +11,11 @@ import argparse
 import logging
 import sys
 
-from . import _bench, _measure, _segment, _train
+from . import _bench, _measure, _segment, _series, _similar, _train
 
 logger = logging.getLogger("napari_propsam")
 
-_SUBCOMMAND_MODULES = (_segment, _train, _bench, _measure)
+_SUBCOMMAND_MODULES = (_segment, _train, _bench, _measure, _similar, _series)
 
 
 def build_parser() -> argparse.ArgumentParser:
