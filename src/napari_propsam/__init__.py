@@ -11,7 +11,8 @@ Arrays are ZYX; boxes are ``(row0, col0, row1, col1)`` in the prompt slice's pla
 """
 
 from ._version import __version__
-from .api import apply_update, box_to_mask, propagate, segment
+from .api import ObjectROI, apply_update, box_to_mask, propagate, segment, segment_roi
+from .batch import iter_batch, run_batch
 from .config import BoxConfig, PropagationConfig
 from .device import select_device
 from .propagation import SliceUpdate
@@ -25,6 +26,7 @@ __all__ = [
     "CheckpointError",
     "ModelBundle",
     "ModelInfo",
+    "ObjectROI",
     "PropagationConfig",
     "SeriesUpdate",
     "SimilarConfig",
@@ -36,12 +38,15 @@ __all__ = [
     "detect_similar",
     "find_similar",
     "find_similar_stream",
+    "iter_batch",
     "list_models",
     "propagate",
     "propagate_series",
     "propagate_series_stream",
     "read_series",
     "resolve_model",
+    "run_batch",
     "segment",
+    "segment_roi",
     "select_device",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,15 @@ from .volume import SliceReader
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SliceUpdate", "apply_update", "box_to_mask", "propagate", "segment"]
+__all__ = [
+    "ObjectROI",
+    "SliceUpdate",
+    "apply_update",
+    "box_to_mask",
+    "propagate",
+    "segment",
+    "segment_roi",
+]
 
 
 def _check_spacing(spacing: Any) -> tuple[float, float, float] | None:
@@ -224,3 +233,110 @@ def segment(
         if update.final:
             apply_update(out, update)
     return out
+
+
+@dataclass(frozen=True)
+class ObjectROI:
+    """One object as a bounding box of the volume and a mask of that box only.
+
+    Attributes:
+        bbox: ``(z, y, x)`` slices (start and stop set, step None) of the tight bounding box of
+            the object's voxels in the ``(Z, Y, X)`` volume; all three are ``slice(0, 0)`` for an
+            empty object.
+        mask: ``(bz, by, bx)`` bool array of the bbox shape, True on the object.
+    """
+
+    bbox: tuple[slice, slice, slice]
+    mask: np.ndarray
+
+    @property
+    def voxels(self) -> int:
+        """Number of object voxels."""
+        return int(np.count_nonzero(self.mask))
+
+    def paste(self, volume: np.ndarray, value: Any = True) -> None:
+        """Write ``value`` into ``volume`` (``(Z, Y, X)``) on the object's voxels."""
+        view = volume[self.bbox]
+        view[self.mask] = value
+
+    def to_volume(self, shape: Sequence[int]) -> np.ndarray:
+        """The object as a full ``shape`` (``(Z, Y, X)``) bool array."""
+        out = np.zeros(tuple(int(s) for s in shape), bool)
+        self.paste(out)
+        return out
+
+
+def _roi_from_updates(updates: Sequence[SliceUpdate], shape: Sequence[int]) -> ObjectROI:
+    """Tight ROI of the final updates of one object in a ``shape`` (``(Z, Y, X)``) volume."""
+    empty = ObjectROI((slice(0, 0),) * 3, np.zeros((0, 0, 0), bool))  # type: ignore[arg-type]
+    if not updates:
+        return empty
+    axis = updates[0].axis
+    h_plane, w_plane = (int(s) for i, s in enumerate(shape) if i != axis)
+    # Tight extent of each slice's mask, in (slice, row, col) coordinates of the propagation axis;
+    # windows may extend past the plane (the engine pads crops), so they are clipped first.
+    pieces = []
+    for u in updates:
+        r0, c0 = (int(v) for v in u.offset)
+        m = np.asarray(u.mask, bool)[: max(0, h_plane - r0), : max(0, w_plane - c0)]
+        rows, cols = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
+        if rows.size:
+            m = m[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+            pieces.append((int(u.index), r0 + int(rows[0]), c0 + int(cols[0]), m))
+    if not pieces:
+        return empty
+    s0 = min(p[0] for p in pieces)
+    s1 = max(p[0] for p in pieces) + 1
+    r0 = min(p[1] for p in pieces)
+    r1 = max(p[1] + p[3].shape[0] for p in pieces)
+    c0 = min(p[2] for p in pieces)
+    c1 = max(p[2] + p[3].shape[1] for p in pieces)
+    local = np.zeros((s1 - s0, r1 - r0, c1 - c0), bool)
+    for s, r, c, m in pieces:
+        local[s - s0, r - r0 : r - r0 + m.shape[0], c - c0 : c - c0 + m.shape[1]] |= m
+    bbox: list[slice] = [slice(r0, r1), slice(c0, c1)]
+    bbox.insert(axis, slice(s0, s1))
+    return ObjectROI(tuple(bbox), np.ascontiguousarray(np.moveaxis(local, 0, axis)))  # type: ignore[arg-type]
+
+
+def segment_roi(
+    image: Any,
+    *,
+    slice_index: int,
+    axis: int = 0,
+    box: Sequence[float] | None = None,
+    mask: np.ndarray | None = None,
+    spacing: float | Sequence[float] | None = None,
+    model: ModelSpec = None,
+    device: str | torch.device | None = None,
+    **options: Any,
+) -> ObjectROI:
+    """Segment one 3D object, returning only its bounding box and the mask inside it.
+
+    Same arguments as :func:`segment` (``image`` is ``(Z, Y, X)``; ``box`` is
+    ``(row0, col0, row1, col1)`` in the prompt plane; ``mask`` is ``(H, W)``), and the same
+    voxels as :func:`segment`, but nothing of the volume's size is allocated: memory follows the
+    object, which is what huge volumes and batch runs need.
+
+    Returns:
+        :class:`ObjectROI`: ``bbox`` (three ``(z, y, x)`` slices) and ``mask`` (bool, bbox
+        shape). ``roi.to_volume(image.shape)`` equals ``segment(...)``.
+
+    Raises:
+        ValueError: bad image, prompt, index, axis or spacing (as :func:`propagate`).
+    """
+    gen = propagate(
+        image,
+        slice_index=slice_index,
+        axis=axis,
+        box=box,
+        mask=mask,
+        spacing=spacing,
+        model=model,
+        device=device,
+        **options,
+    )
+    # Only final updates matter: the engine sends exactly one per reached slice, after the
+    # connected-component filter, so earlier streamed windows can be dropped as they come.
+    finals = [u for u in gen if u.final]
+    return _roi_from_updates(finals, image.shape)

@@ -1,9 +1,20 @@
-"""``propsam segment``: one object from a box or a mask on one slice."""
+"""``propsam segment``: one object from a box or mask on one slice, or many from a prompts file.
+
+Single object::
+
+    propsam segment stack.tif --slice 40 --box 120 80 160 130 --out object.tif
+
+Batch (one object per CSV row or per painted id of a sparse labels volume), merged into one
+labels volume, resumable, optionally on dask.distributed::
+
+    propsam segment stack.zarr --prompts prompts.csv --out labels.zarr --workers 4
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import time
 from dataclasses import fields
 
 import numpy as np
@@ -15,12 +26,26 @@ logger = logging.getLogger("napari_propsam")
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    """Run ``propsam segment`` (single object or batch, depending on ``--prompts``)."""
+    if args.prompts is not None:
+        return _cmd_batch(args)
+    for flag, value in (("--sketches", args.sketches), ("--scheduler", args.scheduler)):
+        if value is not None:
+            raise ValueError(f"{flag} needs --prompts")
+    if args.workers:
+        raise ValueError("--workers needs --prompts")
+    return _cmd_single(args)
+
+
+def _cmd_single(args: argparse.Namespace) -> int:
     from ..api import segment
 
-    image = read_volume(args.image)
-    prop, box_cfg = engine_configs(args)
+    if args.slice is None:
+        raise ValueError("give --slice with --box or --mask, or a --prompts file")
     if (args.box is None) == (args.mask is None):
-        raise SystemExit("give exactly one of --box and --mask")
+        raise ValueError("give exactly one of --box and --mask")
+    image = read_volume(args.image)
+    prop, _ = engine_configs(args)
     mask = None
     if args.mask is not None:
         sketch = np.asarray(read_volume(args.mask))
@@ -41,15 +66,88 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from ..batch import read_prompts, run_batch
+    from ..volume import check_volume
+
+    for flag, value in (("--slice", args.slice), ("--box", args.box), ("--mask", args.mask)):
+        if value is not None:
+            raise ValueError(f"{flag} is for a single object; a --prompts file holds every prompt")
+    if not args.verbose:
+        # The dask scheduler and workers log every connection at INFO; keep the run's own lines.
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    shape = check_volume(read_volume(args.image))
+    prompts = read_prompts(args.prompts, shape, axis=args.axis, sketches=args.sketches)
+    prop, box_cfg = engine_configs(args)
+    results = []
+    start = time.perf_counter()
+    out = run_batch(
+        args.image,
+        prompts,
+        args.out,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        model=args.model,
+        device=args.device,
+        spacing=args.spacing,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        keep_parts=not args.discard_parts,
+        connect_timeout=args.connect_timeout,
+        config=prop,
+        box_config=box_cfg,
+        on_result=results.append,
+    )
+    failed = [r for r in results if not r.ok]
+    seconds = time.perf_counter() - start
+    print(  # noqa: T201 - the command's final report
+        f"{out}: {len(prompts)} objects ({len(results)} computed in {seconds:.1f} s, "
+        f"{len(prompts) - len(results)} resumed, {len(failed)} failed)"
+    )
+    for r in failed:
+        print(f"  object {r.label_id} failed: {r.error}")  # noqa: T201 - CLI output
+    return 1 if failed else 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands to the ``propsam`` parser."""
-    p = sub.add_parser("segment", help="segment one object from a box or mask on one slice")
+    p = sub.add_parser(
+        "segment",
+        help="segment one object from a box or mask on one slice, or many from a prompts file",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("image", help="tif, zarr or OME-Zarr volume (ZYX)")
-    p.add_argument("--slice", type=int, required=True)
+    p.add_argument("--out", required=True, help="labels volume to write (.tif/.tiff or .zarr)")
     p.add_argument("--axis", type=int, default=0, choices=(0, 1, 2))
-    p.add_argument("--box", type=float, nargs=4, metavar=("ROW0", "COL0", "ROW1", "COL1"))
-    p.add_argument("--mask", help="2D mask file, or a 3D sketch volume (its --slice is used)")
-    p.add_argument("--label", type=int, default=1)
-    p.add_argument("--out", required=True)
+    g = p.add_argument_group("single object")
+    g.add_argument("--slice", type=int, default=None, help="prompt slice along --axis")
+    g.add_argument("--box", type=float, nargs=4, metavar=("ROW0", "COL0", "ROW1", "COL1"))
+    g.add_argument("--mask", help="2D mask file, or a 3D sketch volume (its --slice is used)")
+    g.add_argument("--label", type=int, default=1, help="value of the object in --out")
+    b = p.add_argument_group("batch (see docs/api.md, 'Batch segmentation')")
+    b.add_argument(
+        "--prompts",
+        help="CSV with one object per row (axis, slice, box or label), or a sparse labels "
+        "tif/zarr whose painted ids are mask prompts (largest-area slice along --axis)",
+    )
+    b.add_argument("--sketches", help="sparse labels tif/zarr that a CSV's label column refers to")
+    b.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="start a local dask cluster of N processes (default: run in this process)",
+    )
+    b.add_argument("--scheduler", help="address of a running dask scheduler, e.g. tcp://host:8786")
+    b.add_argument(
+        "--connect-timeout", type=float, default=10.0, help="seconds to wait for --scheduler"
+    )
+    b.add_argument("--overwrite", action="store_true", help="replace --out and its parts")
+    b.add_argument("--resume", action="store_true", help="skip objects finished by an earlier run")
+    b.add_argument(
+        "--discard-parts",
+        action="store_true",
+        help="delete OUT.parts/ after success (default: keep, so --resume can add objects)",
+    )
     add_engine_options(p)
     p.set_defaults(func=cmd_segment)

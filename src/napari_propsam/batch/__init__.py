@@ -1,0 +1,36 @@
+"""Batch segmentation: many objects of one volume, one prompt each, on dask.distributed.
+
+* :func:`run_batch` segments every prompt and merges the objects into one labels volume (tif or
+  zarr), resumable through per-object parts stored next to the output;
+* :func:`iter_batch` is the engine underneath: it yields each object's bounding box and mask
+  (:class:`ObjectResult`) as it completes;
+* :func:`read_prompts` reads prompts from a CSV file or a sparse labels volume.
+
+Work runs in process, on a local cluster (``workers=N``) or on an existing dask scheduler
+(``scheduler="tcp://..."``). Arrays are ZYX; boxes are ``(row0, col0, row1, col1)`` in the plane
+left after removing the propagation axis.
+"""
+
+from ._engine import ObjectResult, iter_batch, plan_batch
+from ._prompts import (
+    CSV_COLUMNS,
+    BatchPrompt,
+    prompts_from_sketches,
+    read_prompts,
+    read_prompts_csv,
+)
+from ._run import run_batch
+from ._store import parts_dir
+
+__all__ = [
+    "CSV_COLUMNS",
+    "BatchPrompt",
+    "ObjectResult",
+    "iter_batch",
+    "parts_dir",
+    "plan_batch",
+    "prompts_from_sketches",
+    "read_prompts",
+    "read_prompts_csv",
+    "run_batch",
+]

@@ -1,0 +1,236 @@
+"""``run_batch``: many objects into one labels volume, resumable, with progress and an ETA."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..config import BoxConfig, PropagationConfig
+from ..labeling import ObjectPrompt
+from ..registry import ModelBundle, ModelSpec
+from ..weights import LoadedNetwork
+from ._engine import (
+    CONNECT_TIMEOUT,
+    BatchPlan,
+    ObjectResult,
+    check_parallel,
+    plan_batch,
+    run_plan,
+)
+from ._prompts import BatchPrompt
+from ._store import (
+    finished_ids,
+    merge_parts,
+    output_kind,
+    parts_dir,
+    prepare_parts,
+    remove_parts,
+    write_part,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two progress lines (the first and the last object are always logged).
+PROGRESS_INTERVAL = 5.0
+
+
+def _network_fingerprint(net: LoadedNetwork | None) -> Any:
+    """A loaded network's identity: its file (path, size, mtime) or a hash of its weights."""
+    if net is None:
+        return None
+    src = Path(net.source)
+    if src.is_file():
+        st = src.stat()
+        return {"file": str(src.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    h = hashlib.sha256()
+    for name, tensor in sorted(net.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return {"sha256": h.hexdigest()}
+
+
+def _image_fingerprint(plan: BatchPlan) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": str(plan.image), "shape": plan.shape, "dtype": plan.dtype}
+    if plan.image.is_file():  # a directory's (zarr) mtime does not track its chunks' contents
+        st = plan.image.stat()
+        out.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return out
+
+
+def run_fingerprint(plan: BatchPlan) -> dict[str, Any]:
+    """What every part of a run depends on besides its own prompt (compared on resume).
+
+    The device is not part of it: resuming on another machine reuses the finished objects.
+    """
+    task = plan.tasks[0]
+    bundle: ModelBundle = plan.bundle
+    return {
+        "format": 1,
+        "image": _image_fingerprint(plan),
+        "model": {
+            "propmask": _network_fingerprint(bundle.propmask),
+            "box2mask": _network_fingerprint(bundle.box2mask),
+        },
+        "options": {
+            "spacing": task.spacing,
+            "propagation": asdict(task.config),
+            "box": asdict(task.box_config),
+        },
+    }
+
+
+class _Progress:
+    """Logs ``done / total`` objects with a rate and an ETA, at most every ``interval`` s."""
+
+    def __init__(self, total: int, todo: int, interval: float = PROGRESS_INTERVAL) -> None:
+        self.total, self.todo, self.interval = total, todo, interval
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if self.done not in (1, self.todo) and now - self.last < self.interval:
+            return
+        self.last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        eta = (self.todo - self.done) / rate
+        logger.info(
+            "%d/%d objects done (%.2f objects/s, ETA %s)",
+            self.total - self.todo + self.done,
+            self.total,
+            rate,
+            _format_seconds(eta),
+        )
+
+
+def _format_seconds(seconds: float) -> str:
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
+
+
+def run_batch(
+    image_path: str | Path,
+    prompts: Sequence[ObjectPrompt | BatchPrompt],
+    out_path: str | Path,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    model: ModelSpec = None,
+    device: str | None = None,
+    spacing: float | Sequence[float] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    keep_parts: bool = True,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    config: PropagationConfig | None = None,
+    box_config: BoxConfig | None = None,
+    on_result: Callable[[ObjectResult], None] | None = None,
+    **options: Any,
+) -> Path:
+    """Segment many objects of one volume into one labels volume (tif or zarr).
+
+    Each finished object is stored at once as a part in ``OUT.parts/`` (its ZYX bounding box and
+    mask), so an interrupted run loses at most the objects in flight; with ``resume=True`` a
+    rerun skips every object whose part matches its prompt, after checking that the image,
+    model and options are those of the stored parts. When all objects are done the parts are
+    painted into the output in ascending id, each object only onto voxels still 0: where objects
+    overlap **the lowest id wins**, whatever the completion order or worker count. The output is
+    written under a temporary name and renamed, so ``out_path`` is never left half-written.
+
+    Args:
+        image_path: ``(Z, Y, X)`` image file (tif, zarr, OME-Zarr).
+        prompts: The objects (:class:`~napari_propsam.labeling.ObjectPrompt` or
+            :class:`BatchPrompt`; boxes are ``(row0, col0, row1, col1)``), unique ids > 0.
+        out_path: Labels file, ``.tif``/``.tiff`` or ``.zarr``; written as ``(Z, Y, X)`` of the
+            smallest unsigned dtype holding the largest id.
+        workers: Local dask cluster size (see :func:`iter_batch`); 0/None = in process.
+        scheduler: Address of an existing dask scheduler (exclusive with ``workers``).
+        model: Model spec (see :func:`iter_batch`).
+        device: Device request for every worker.
+        spacing: Voxel size ``(z, y, x)`` or one number.
+        overwrite: Replace an existing output and discard its parts.
+        resume: Reuse the finished parts of an earlier run of the same inputs.
+        keep_parts: Keep ``OUT.parts/`` after success (a later ``resume`` then only runs new or
+            changed prompts); False deletes it.
+        connect_timeout: Seconds to wait for ``scheduler``.
+        config: Base :class:`~napari_propsam.config.PropagationConfig`.
+        box_config: Base :class:`~napari_propsam.config.BoxConfig`.
+        on_result: Called with every :class:`ObjectResult` computed in this run (not the ones
+            resumed), after its part is stored.
+        **options: Fields of either config, e.g. ``thickness=10``.
+
+    Returns:
+        ``out_path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FileExistsError: the output or its parts exist and neither ``overwrite`` nor ``resume``.
+        ValueError: bad inputs (see :func:`iter_batch`), both ``overwrite`` and ``resume``, an
+            unsupported output suffix, or resuming parts made from other inputs.
+        OSError: files cannot be read or written; the scheduler cannot be reached.
+        RuntimeError: every object failed.
+    """
+    out = Path(out_path).expanduser()
+    output_kind(out)
+    if overwrite and resume:
+        raise ValueError("overwrite and resume exclude each other")
+    parts = parts_dir(out)
+    if out.exists() and not (overwrite or resume):
+        raise FileExistsError(
+            f"{out} exists; pass --overwrite (overwrite=True) to replace it or --resume "
+            "(resume=True) to finish an earlier run"
+        )
+    check_parallel(workers, scheduler)
+    plan = plan_batch(
+        image_path,
+        prompts,
+        model=model,
+        device=device,
+        spacing=spacing,
+        config=config,
+        box_config=box_config,
+        **options,
+    )
+    if out.resolve() == plan.image:
+        raise ValueError("the output would overwrite the image")
+    prepare_parts(parts, run_fingerprint(plan), resume=resume, overwrite=overwrite)
+    done = finished_ids(parts, plan.prompts)
+    total = len(plan.prompts)
+    if done:
+        logger.info("resuming: %d of %d objects already done", len(done), total)
+    progress = _Progress(total, total - len(done))
+    failed: dict[int, str] = {}
+    for result in run_plan(plan.tasks, done, workers, scheduler, connect_timeout):
+        if result.roi is None:
+            failed[result.label_id] = result.error or "failed"
+            logger.warning("object %d failed: %s", result.label_id, result.error)
+        else:
+            write_part(parts, result.label_id, result.roi, result.digest, result.seconds)
+        progress.step()
+        if on_result is not None:
+            on_result(result)
+    if len(failed) == total:
+        raise RuntimeError(
+            f"all {total} objects failed; first error: {next(iter(failed.values()))}"
+        )
+    ids = [p.label_id for p in plan.prompts if p.label_id not in failed]
+    _, painted = merge_parts(out, parts, ids, plan.shape)
+    hidden = [i for i, n in painted.items() if n == 0]
+    if hidden:
+        logger.warning("objects %s have no voxel left after overlaps (lower ids won)", hidden)
+    logger.info(
+        "wrote %s: %d objects%s", out, len(painted), f", {len(failed)} failed" if failed else ""
+    )
+    if not keep_parts:
+        remove_parts(parts)
+    return out
+
+
+__all__ = ["PROGRESS_INTERVAL", "run_batch", "run_fingerprint"]

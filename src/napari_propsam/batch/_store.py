@@ -1,0 +1,278 @@
+"""On-disk state of a batch run: per-object parts, the manifest, and the merged labels.
+
+Layout for an output ``LABELS`` (``.tif``/``.tiff`` or ``.zarr``)::
+
+    LABELS.parts/manifest.json   what the parts were computed from (image, model, options)
+    LABELS.parts/<id>.npz        one finished object: its ZYX bounding box, packed bool mask and
+                                 the digest of its prompt
+
+Every file is written to a temporary name in the same directory and renamed, so a killed run
+leaves either a whole part or none; the merged output is built the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..api import ObjectROI
+from ._prompts import BatchPrompt
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+_FORMAT = 1
+_TMP_TAG = ".propsam-tmp-"
+
+
+def output_kind(out: str | Path) -> str:
+    """``"tif"`` or ``"zarr"`` from an output path's suffix.
+
+    Raises:
+        ValueError: any other suffix.
+    """
+    suffix = Path(out).suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        return "tif"
+    if suffix == ".zarr":
+        return "zarr"
+    raise ValueError(f"the output must end in .tif, .tiff or .zarr, got {Path(out).name!r}")
+
+
+def parts_dir(out: str | Path) -> Path:
+    """The sidecar directory of an output: ``LABELS.parts`` next to ``LABELS``."""
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def prompt_digest(prompt: BatchPrompt) -> str:
+    """Digest of what decides an object's result besides the run options (id excluded)."""
+    h = hashlib.sha256()
+    h.update(json.dumps([prompt.axis, int(prompt.index), prompt.box]).encode())
+    if prompt.mask is not None:
+        h.update(json.dumps([list(prompt.offset), list(prompt.mask.shape)]).encode())
+        h.update(np.packbits(prompt.mask).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}{_TMP_TAG}{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _normal(obj: Any) -> Any:
+    """JSON round trip, so tuples and lists compare equal to what was read back."""
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+def prepare_parts(
+    parts: Path, fingerprint: Mapping[str, Any], *, resume: bool, overwrite: bool
+) -> None:
+    """Create (or check, when resuming) the parts directory and its manifest.
+
+    Raises:
+        ValueError: resuming with parts made from another image, model or options.
+        FileExistsError: the directory exists but is not a parts directory of this package.
+    """
+    manifest = parts / MANIFEST
+    fp = _normal(dict(fingerprint))
+    if parts.exists() and overwrite:
+        remove_parts(parts)
+    if parts.exists():
+        if not manifest.is_file():
+            if any(parts.iterdir()):
+                raise FileExistsError(f"{parts} exists but is not a napari-propsam parts directory")
+        elif not resume:
+            raise FileExistsError(
+                f"{parts} holds parts of an earlier run; pass --resume (resume=True) to reuse "
+                "them or --overwrite (overwrite=True) to start over"
+            )
+        else:
+            old = json.loads(manifest.read_text())
+            diff = [k for k in sorted(set(old) | set(fp)) if old.get(k) != fp.get(k)]
+            if diff:
+                raise ValueError(
+                    f"cannot resume: {parts} was computed with a different {', '.join(diff)}; "
+                    "rerun with --overwrite (overwrite=True) to start over"
+                )
+            _remove_temporaries(parts)  # left by a run that was killed while writing
+            return
+    parts.mkdir(parents=True, exist_ok=True)
+    _atomic_write_bytes(manifest, json.dumps(fp, indent=1, sort_keys=True).encode())
+
+
+def remove_parts(parts: Path) -> None:
+    """Delete a parts directory (only if it holds a manifest or is empty: never a stranger's)."""
+    if not parts.is_dir():
+        return
+    if any(parts.iterdir()) and not (parts / MANIFEST).is_file():
+        raise FileExistsError(f"{parts} exists but is not a napari-propsam parts directory")
+    shutil.rmtree(parts)
+
+
+def _remove_temporaries(directory: Path) -> None:
+    for p in directory.iterdir():
+        if _TMP_TAG in p.name:
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _part_path(parts: Path, label_id: int) -> Path:
+    return parts / f"{int(label_id)}.npz"
+
+
+def write_part(parts: Path, label_id: int, roi: ObjectROI, digest: str, seconds: float) -> Path:
+    """Store one finished object atomically; returns the part's path."""
+    path = _part_path(parts, label_id)
+    bbox = np.array([[s.start, s.stop] for s in roi.bbox], dtype=np.int64)
+    tmp = path.with_name(f"{path.name}{_TMP_TAG}{os.getpid()}")
+    with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
+        np.savez_compressed(
+            f,
+            bbox=bbox,
+            bits=np.packbits(roi.mask.ravel()),
+            digest=np.array(digest),
+            seconds=np.array(float(seconds)),
+        )
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_part(parts: Path, label_id: int) -> tuple[ObjectROI, str]:
+    """A stored object and its prompt digest.
+
+    Raises:
+        OSError, ValueError: the part is missing or unreadable.
+    """
+    with np.load(_part_path(parts, label_id)) as z:
+        bbox = tuple(slice(int(a), int(b)) for a, b in z["bbox"])
+        shape = tuple(s.stop - s.start for s in bbox)
+        n = int(np.prod(shape))
+        mask = np.unpackbits(z["bits"], count=n).astype(bool).reshape(shape)
+        return ObjectROI(bbox, mask), str(z["digest"])  # type: ignore[arg-type]
+
+
+def finished_ids(parts: Path, prompts: Sequence[BatchPrompt]) -> set[int]:
+    """Ids whose part exists and was computed from the same prompt."""
+    done = set()
+    for p in prompts:
+        if not _part_path(parts, p.label_id).is_file():
+            continue
+        try:
+            _, digest = read_part(parts, p.label_id)
+        except (OSError, ValueError, KeyError) as err:  # a damaged part is just recomputed
+            logger.warning("%s: unreadable part (%s); recomputing it", p.label, err)
+            continue
+        if digest == prompt_digest(p):
+            done.add(p.label_id)
+        else:
+            logger.info("%s: its prompt changed since the part was stored; recomputing", p.label)
+    return done
+
+
+def labels_dtype(max_id: int) -> np.dtype:
+    """Smallest unsigned integer dtype holding ``max_id``."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if max_id <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.uint64)
+
+
+def _open_target(tmp: Path, kind: str, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    """A zero-filled, disk-backed labels array at ``tmp`` (never the whole volume in RAM)."""
+    if kind == "tif":
+        import tifffile
+
+        big = int(np.prod(shape)) * dtype.itemsize > 2**31
+        return tifffile.memmap(
+            str(tmp), shape=shape, dtype=dtype, bigtiff=big, photometric="minisblack"
+        )
+    import zarr
+
+    chunks = tuple(min(s, c) for s, c in zip(shape, (64, 256, 256), strict=True))
+    return zarr.open_array(
+        str(tmp), mode="w", shape=shape, dtype=dtype, chunks=chunks, fill_value=0
+    )
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move ``tmp`` onto ``out``; an existing ``out`` (file or directory) goes only afterwards."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.with_name(f"{out.name}{_TMP_TAG}old-{os.getpid()}")
+    os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def merge_parts(
+    out: Path, parts: Path, label_ids: Iterable[int], shape: Sequence[int]
+) -> tuple[Path, dict[int, int]]:
+    """Paint the stored objects into one labels volume and write it atomically to ``out``.
+
+    Objects are painted in ascending id, each only onto voxels that are still 0, so where
+    objects overlap the lowest id wins, whatever order they finished in.
+
+    Args:
+        out: ``.tif``/``.tiff`` or ``.zarr`` path of the ``(Z, Y, X)`` labels.
+        parts: The parts directory.
+        label_ids: Objects to paint (those without a part are skipped).
+        shape: ``(Z, Y, X)`` of the volume.
+
+    Returns:
+        ``(out, {id: voxels painted})``.
+    """
+    kind = output_kind(out)
+    ids = sorted(int(i) for i in label_ids if _part_path(parts, i).is_file())
+    shape = tuple(int(s) for s in shape)
+    dtype = labels_dtype(max(ids, default=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}{_TMP_TAG}{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    target = _open_target(tmp, kind, shape, dtype)
+    painted: dict[int, int] = {}
+    for lid in ids:
+        roi, _ = read_part(parts, lid)
+        if roi.mask.size == 0:
+            painted[lid] = 0
+            continue
+        region = np.asarray(target[roi.bbox])
+        free = roi.mask & (region == 0)
+        region[free] = lid
+        target[roi.bbox] = region
+        painted[lid] = int(free.sum())
+    if kind == "tif":
+        target.flush()
+    del target  # closes the tif memory map before the rename
+    _replace(tmp, out)
+    return out, painted
+
+
+__all__ = [
+    "MANIFEST",
+    "finished_ids",
+    "labels_dtype",
+    "merge_parts",
+    "output_kind",
+    "parts_dir",
+    "prepare_parts",
+    "prompt_digest",
+    "read_part",
+    "remove_parts",
+    "write_part",
+]
