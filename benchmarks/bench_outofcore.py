@@ -15,6 +15,8 @@ segmentations. The time ratio comes from a third subprocess that opens both volu
 alternates small and big ``--rounds x --pairs`` times, so that bursts of load from other
 processes fall on both cases alike; the medians are compared.
 
+Needs zarr >= 3 (``zarr.create_array`` and store wrappers).
+
 Targets (exit status 1 if one is missed): peak RSS of the big run <= 1.5 GiB, median time
 big / small <= 1.3, and both runs give the same object (Dice >= 0.99).
 

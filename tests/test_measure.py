@@ -128,7 +128,9 @@ def test_multiple_objects_boxes_and_intensity():
     assert table["label"].dtype == np.int64 and table["volume"].dtype == np.float64
 
 
-def test_lazy_zarr_matches_numpy_and_large_ids(tmp_path):
+def test_lazy_zarr_and_dask_match_numpy_and_large_ids(tmp_path):
+    import dask.array as da
+
     labels = np.zeros((30, 40, 50), np.uint32)
     labels[3:9, 4:30, 5:12] = 70000
     labels[14:29, 20:39, 30:48] = 3_000_000  # above the direct find_objects limit
@@ -137,13 +139,20 @@ def test_lazy_zarr_matches_numpy_and_large_ids(tmp_path):
         str(tmp_path / "l.zarr"), mode="w", shape=labels.shape, chunks=(8, 16, 16), dtype="u4"
     )
     z[:] = labels
-    lazy = measure_labels(z, spacing=(1.5, 1, 1))
     eager = measure_labels(labels, spacing=(1.5, 1, 1))
-    assert lazy["label"].tolist() == [1, 70000, 3_000_000]
-    assert list(lazy) == list(eager)
-    for name in lazy:
-        np.testing.assert_allclose(lazy[name], eager[name])
-    assert "mean_intensity" not in lazy
+    assert eager["label"].tolist() == [1, 70000, 3_000_000]
+    assert "mean_intensity" not in eager
+    image = np.random.default_rng(1).normal(size=labels.shape)
+    with_image = measure_labels(labels, image=image, spacing=(1.5, 1, 1))
+    for lazy_labels, lazy_image in (
+        (z, None),
+        (da.from_array(labels, chunks=(7, 16, 32)), da.from_array(image, chunks=(10, 10, 10))),
+    ):
+        lazy = measure_labels(lazy_labels, image=lazy_image, spacing=(1.5, 1, 1))
+        ref = eager if lazy_image is None else with_image
+        assert list(lazy) == list(ref)
+        for name in lazy:
+            np.testing.assert_allclose(lazy[name], ref[name])
 
 
 def test_empty_volume_gives_empty_columns(tmp_path):
