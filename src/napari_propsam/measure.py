@@ -143,7 +143,8 @@ def _block_objects(block: np.ndarray) -> dict[int, tuple[slice, ...]]:
     if int(block.min()) < 0:
         raise ValueError("labels must be non-negative (0 = background)")
     if hi <= _MAX_DIRECT_ID:
-        slices = ndimage.find_objects(block.astype(np.int64, copy=False), max_label=hi)
+        # Every integer dtype is accepted as is; no copy of an in-memory volume.
+        slices = ndimage.find_objects(block, max_label=hi)
         return {i + 1: s for i, s in enumerate(slices) if s is not None}
     ids = np.unique(block)
     ids = ids[ids != 0]
