@@ -7,103 +7,24 @@ whole box make results exact on bright ellipsoids, so these tests check the widg
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import napari_propsam._widgets.widget as widget_module
 from conftest import ThresholdPredictor, dice, ellipsoid_volume, make_tiny_bundle
-from napari_propsam._widgets import PropSAMWidget
+from napari_propsam._widgets import PropSAMWidget, _notify, _settings
 from napari_propsam.registry import ModelInfo
 
-CENTER = (24, 32, 30)
-# napari shows the last two axes of dims.order; the first is the one we slice along.
-ORDER = {0: (0, 1, 2), 1: (1, 0, 2), 2: (2, 0, 1)}
-
-
-class SlowPredictor(ThresholdPredictor):
-    """ThresholdPredictor that takes a while per forward pass and records when it ran."""
-
-    def __init__(self, level: float = 0.0, delay: float = 0.05, fail_after: int | None = None):
-        super().__init__(level)
-        self.delay, self.fail_after = delay, fail_after
-        self.times: list[float] = []
-
-    def predict(self, tasks):
-        if self.fail_after is not None and len(self.times) >= self.fail_after:
-            raise RuntimeError("boom: the GPU fell over")
-        time.sleep(self.delay)
-        self.times.append(time.monotonic())
-        return super().predict(tasks)
-
-
-class NothingPredictor:
-    """PropMask stand-in that never finds the object on a neighbouring slice."""
-
-    def predict(self, tasks):
-        return [np.zeros(t.adjacent.shape, bool) for t in tasks]
-
-
-@pytest.fixture
-def env(make_napari_viewer, monkeypatch):
-    viewer = make_napari_viewer()
-    image, truth = ellipsoid_volume()
-    layer = viewer.add_image(image, name="img")
-    widget = PropSAMWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="PropSAM")
-    widget.image_layer = layer
-    widget.set_model(make_tiny_bundle(fg_bias=5))  # Box2Mask keeps the whole box
-    widget._predictor_override = ThresholdPredictor(0.0)
-    msgs: dict[str, list[str]] = {"error": [], "info": []}
-    monkeypatch.setattr(widget_module, "show_error", msgs["error"].append)
-    monkeypatch.setattr(widget_module, "show_info", msgs["info"].append)
-    yield SimpleNamespace(viewer=viewer, widget=widget, image=layer, truth=truth, msgs=msgs)
-    if widget.is_running:
-        widget.cancel()
-        t = time.monotonic()
-        while widget.is_running and time.monotonic() - t < 10:
-            widget_module.QCoreApplication.processEvents()
-
-
-def show_slice(viewer, axis: int, index: int) -> None:
-    viewer.dims.order = ORDER[axis]
-    viewer.dims.set_current_step(axis, index)
-
-
-def add_box(env, axis: int, index: int, label: int = 1, scale=None):
-    """A rectangle around the truth's section, as napari draws it (corners on pixel edges)."""
-    section = env.truth.take(index, axis=axis)
-    rows, cols = np.nonzero(section)
-    r0, r1, c0, c1 = rows.min() - 0.5, rows.max() + 0.5, cols.min() - 0.5, cols.max() + 0.5
-    corners = []
-    for r, c in [(r0, c0), (r0, c1), (r1, c1), (r1, c0)]:
-        v = [r, c]
-        v.insert(axis, float(index))
-        corners.append(v)
-    geo = {} if scale is None else {"scale": env.image.scale, "translate": env.image.translate}
-    shapes = env.viewer.add_shapes([np.array(corners)], shape_type="rectangle", name="boxes", **geo)
-    env.widget.prompt_layer = shapes
-    return shapes
-
-
-def add_sketch(env, axis: int, index: int, masks: dict[int, np.ndarray]):
-    data = np.zeros(env.truth.shape, np.int32)
-    for label, m in masks.items():
-        idx = [slice(None), slice(None)]
-        idx.insert(axis, index)
-        data[tuple(idx)][m] = label
-    layer = env.viewer.add_labels(data, name="sketch")
-    env.widget.prompt_layer = layer
-    return layer
-
-
-def new_output(env, data=None):
-    out = env.viewer.add_labels(
-        np.zeros(env.truth.shape, np.int32) if data is None else data, name="out"
-    )
-    env.widget.output_layer = out
-    return out
+from ._helpers import (
+    CENTER,
+    NothingPredictor,
+    SlowPredictor,
+    add_box,
+    add_sketch,
+    new_output,
+    show_slice,
+)
 
 
 @pytest.mark.parametrize("kind,axis", [("box", 0), ("sketch", 0), ("box", 2), ("sketch", 1)])
@@ -262,7 +183,7 @@ def test_errors_become_notifications_and_change_nothing(make_napari_viewer, monk
     viewer = make_napari_viewer()
     widget = PropSAMWidget(viewer)
     errors: list[str] = []
-    monkeypatch.setattr(widget_module, "show_error", errors.append)
+    monkeypatch.setattr(_notify, "show_error", errors.append)
 
     assert widget.run() is None and "no image layer" in errors[-1]
     flat = viewer.add_image(np.zeros((32, 32), np.float32), name="flat")
@@ -297,14 +218,14 @@ def test_a_missing_or_bad_model_is_a_clear_error(env, tmp_path, monkeypatch):
         env.widget.set_model(tmp_path / "missing.pth")
 
     missing = ModelInfo("lite", "bundled", tmp_path / "a.safetensors", None, False)
-    monkeypatch.setattr(widget_module, "list_models", lambda: [missing])
+    monkeypatch.setattr(_settings, "list_models", lambda: [missing])
     env.widget.set_model(None)
     assert env.widget.run() is None and "not installed" in env.msgs["error"][-1]
 
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     key = env.widget.set_model(bad)
-    assert key == "bad.pth" and key in env.widget._model.choices
+    assert key == "bad.pth" and key in env.widget.settings.model.choices
     result = env.widget.run(block=True)
     assert result.error and env.msgs["error"][-1].startswith("PropSAM:")
     np.testing.assert_array_equal(out.data, base)
@@ -361,12 +282,12 @@ def test_repropagate_needs_the_label_on_this_slice(env):
 def test_set_model_accepts_every_model_spec(env, tmp_path):
     bundle = make_tiny_bundle()
     key = env.widget.set_model(bundle)
-    assert env.widget.model_spec is bundle and env.widget._model.value == key
+    assert env.widget.model_spec is bundle and env.widget.settings.model.value == key
     path = tmp_path / "propmask.safetensors"
     path.write_bytes(b"x")
     assert env.widget.set_model(str(path)) == "propmask.safetensors"
     assert env.widget.model_spec == str(path.resolve())
-    assert env.widget.set_model("lite") in env.widget._model.choices
+    assert env.widget.set_model("lite") in env.widget.settings.model.choices
     with pytest.raises(ValueError):
         (tmp_path / "notes.txt").write_text("x")
         env.widget.set_model(tmp_path / "notes.txt")
@@ -384,7 +305,7 @@ def test_the_plugin_menu_opens_the_widget_and_the_sample(make_napari_viewer):
 def test_configure_maps_onto_the_engine_options(env):
     env.widget.configure(device="cpu", thickness=7, min_area=12, crop_ratio=2.0, overwrite=True)
     assert env.widget.options() == {"thickness": 7.0, "min_area": 12.0, "crop_ratio": 2.0}
-    assert env.widget._device.value == "cpu" and env.widget._overwrite.value is True
+    assert env.widget.settings.device.value == "cpu" and env.widget.settings.overwrite.value is True
     with pytest.raises(ValueError):
         env.widget.configure(device="tpu")
     with pytest.raises(ValueError):

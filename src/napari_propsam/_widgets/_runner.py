@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +52,25 @@ class RunFailed:
     message: str
 
 
+@dataclass(frozen=True)
+class PromptsFound:
+    """The run's objects became known in the worker (Find similar): they replace the prompts.
+
+    Attributes:
+        prompts: The objects that the following events refer to by position.
+        message: Status text for the user, e.g. how many similar objects were found.
+    """
+
+    prompts: tuple[ObjectPrompt, ...]
+    message: str = ""
+
+
 @dataclass
 class RunState:
-    """State of one run, owned by the main thread."""
+    """State of one run, owned by the main thread.
+
+    ``one_step``: the whole run is one undo step (Find similar) instead of one per object.
+    """
 
     output: Labels
     prompts: list[ObjectPrompt]
@@ -66,6 +83,7 @@ class RunState:
     position: int = -1
     slices_done: int = 0
     stopped: bool = False  # cancelled or failed: ignore whatever the worker still sends
+    one_step: bool = False
     result: RunResult = field(default_factory=RunResult)
 
 
@@ -76,3 +94,37 @@ def work(image: Any, prompts: list[ObjectPrompt], **kwargs: Any) -> Iterator[Any
     except Exception as err:  # noqa: BLE001 - reported to the user by the main thread
         logger.exception("PropSAM run failed")
         yield RunFailed(str(err) or type(err).__name__)
+
+
+def wait_until(done: Callable[[], bool], timeout: float, on_timeout: Callable[[], None]) -> None:
+    """Process Qt events until ``done()``; after ``timeout`` seconds call ``on_timeout`` once.
+
+    The blocking mode of the widget's long operations (scripts and tests): the worker's signals
+    are delivered by the event loop, so waiting must keep it turning.
+    """
+    from qtpy.QtCore import QCoreApplication, QEventLoop
+
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            on_timeout()
+            deadline = float("inf")  # still wait for the worker to wind down
+        QCoreApplication.processEvents(QEventLoop.AllEvents, 50)
+        time.sleep(0.002)
+
+
+def qt_deleted(widget: Any) -> bool:
+    """Whether a magicgui widget's Qt object is gone (its dock widget was closed).
+
+    A worker may finish after the viewer is closed; its main-thread callbacks then must not touch
+    the widgets.
+    """
+    native = getattr(widget, "native", widget)
+    try:
+        from qtpy import sip
+
+        return bool(sip.isdeleted(native))
+    except ImportError:  # pragma: no cover - PySide
+        import shiboken6
+
+        return not shiboken6.isValid(native)

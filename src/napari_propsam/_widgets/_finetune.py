@@ -1,0 +1,303 @@
+"""The *Fine-tune* tab: adapt the current model to the objects the user has corrected.
+
+The image layer chosen at the top of the dock widget and a Labels layer chosen here (every
+non-zero label is a training object) become one
+:func:`~napari_propsam.training.labelled_from_arrays` volume; a ``thread_worker`` runs
+:func:`~napari_propsam.training.finetune` from the model selected in the dropdown, with a
+progress bar and the loss, and a Cancel that reaches ``finetune``'s ``should_stop``. When it is
+done the new weights are added to the model dropdown and selected.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Labels
+from napari.qt.threading import thread_worker
+from superqt.utils import ensure_main_thread
+
+from . import _notify
+from ._prompts import PromptError, check_image
+from ._runner import qt_deleted, wait_until
+from ._storage import max_label
+
+if TYPE_CHECKING:
+    from .widget import PropSAMWidget
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STEPS = 200
+DEFAULT_LR = 1e-4
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning run did.
+
+    Attributes:
+        paths: ``{network: weights file}`` written (empty when it failed).
+        model_key: The model dropdown entry added for the new weights (None unless it finished).
+        cancelled: Cancel was pressed (the weights so far are saved but not added).
+        error: Why it failed, if it did.
+        losses: ``(network, step, loss)`` as reported during training.
+    """
+
+    paths: dict[str, Path] = field(default_factory=dict)
+    model_key: str | None = None
+    cancelled: bool = False
+    error: str | None = None
+    losses: list[tuple[str, int, float]] = field(default_factory=list)
+
+
+def _finetune_work(
+    image: Any,
+    labels: Any,
+    spacing: tuple[float, ...],
+    name: str,
+    out_dir: Path,
+    base: Any,
+    networks: tuple[str, ...],
+    steps: int,
+    lr: float,
+    stop: threading.Event,
+    on_progress: Any,
+) -> dict[str, Path]:
+    """Worker body: build the training volume and fine-tune (core calls only)."""
+    from ..training import finetune, labelled_from_arrays
+
+    volume = labelled_from_arrays(np.asarray(image), np.asarray(labels), spacing, name)
+    logger.info("fine-tuning on %d objects of '%s' into %s", len(volume.targets), name, out_dir)
+    return finetune(
+        [volume],
+        out_dir,
+        base=base,
+        networks=networks,
+        steps=steps,
+        lr=lr,
+        should_stop=stop.is_set,
+        on_progress=on_progress,
+    )
+
+
+class FinetunePanel:
+    """Widgets and state of the *Fine-tune* tab.
+
+    Args:
+        widget: The dock widget (its image layer, model dropdown and device).
+    """
+
+    def __init__(self, widget: PropSAMWidget) -> None:
+        self._widget = widget
+        self._stop: threading.Event | None = None
+        self._networks: tuple[str, ...] = ()
+        self.result: FinetuneResult | None = None
+        self.labels = ComboBox(
+            label="Labels",
+            choices=self._labels_choices,
+            tooltip="Labels layer holding your corrected objects (voxel-aligned with the image);"
+            " every non-zero label is a training object",
+        )
+        self.steps = SpinBox(
+            label="Steps", value=DEFAULT_STEPS, min=1, max=1_000_000, tooltip="Steps per network"
+        )
+        self.lr = FloatSpinBox(
+            label="Learning rate", value=DEFAULT_LR, min=1e-7, max=1e-1, step=1e-5,
+            tooltip="Peak learning rate (small: the model is adapted, not retrained)",
+        )  # fmt: skip
+        self.lr.native.setDecimals(7)
+        self.box2mask = CheckBox(text="Also adapt Box2Mask (box prompts)", value=True)
+        self.out_dir = FileEdit(
+            label="Save to",
+            mode="d",
+            value="",
+            tooltip="Folder for the new weights (a new folder per model; the same folder "
+            "continues an interrupted run)",
+        )
+        self.button = PushButton(text="Fine-tune")
+        self.cancel_btn = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(min=0, max=1000, value=0, label="Training")
+        self.status = Label(value="Correct some objects, choose a folder, then Fine-tune.")
+        self.container = Container(
+            widgets=[
+                self.labels,
+                self.steps,
+                self.lr,
+                self.box2mask,
+                self.out_dir,
+                self.button,
+                self.cancel_btn,
+                self.progress,
+                self.status,
+            ]
+        )
+        self.button.changed.connect(lambda: self.start())
+        self.cancel_btn.changed.connect(lambda: self.cancel())
+
+    def _labels_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return self._widget.layers_of((Labels,))
+
+    def reset_choices(self) -> None:
+        """Refresh the Labels dropdown (the viewer's layers changed)."""
+        self.labels.reset_choices()
+
+    @property
+    def labels_layer(self) -> Labels | None:
+        """The Labels layer with the training objects."""
+        return self.labels.value
+
+    @labels_layer.setter
+    def labels_layer(self, layer: Labels) -> None:
+        self.labels.reset_choices()
+        self.labels.value = layer
+
+    @property
+    def is_running(self) -> bool:
+        """A fine-tuning run is going."""
+        return self._stop is not None
+
+    def _inputs(self) -> tuple[Any, Any, Labels, Path]:
+        """The image layer, the labels data, the labels layer and the output folder, checked."""
+        image = check_image(self._widget.image_layer)
+        layer = self.labels_layer
+        if layer is None:
+            raise PromptError("choose the Labels layer that holds your corrected objects")
+        if tuple(layer.data.shape) != tuple(image.data.shape):
+            raise PromptError(
+                f"labels layer '{layer.name}' has shape {tuple(layer.data.shape)}, image "
+                f"'{image.name}' has {tuple(image.data.shape)}"
+            )
+        # A zarr-backed layer is scanned chunk by chunk, never loaded whole, for this check.
+        if max_label(layer.data) <= 0:
+            raise PromptError(
+                f"labels layer '{layer.name}' has no annotated object: segment and correct at "
+                "least one object (any non-zero label) before fine-tuning"
+            )
+        # The field's text, not its value: magicgui turns an empty field into the current folder.
+        text = str(self.out_dir.line_edit.value).strip()
+        if not text:
+            raise PromptError("choose a folder to save the fine-tuned model in ('Save to')")
+        out = Path(text).expanduser()
+        if out.exists() and not out.is_dir():
+            raise PromptError(f"'{out}' is a file; choose a folder to save the model in")
+        # The training copies the labels: take them now, so painting during training is safe.
+        labels = np.array(layer.data) if isinstance(layer.data, np.ndarray) else layer.data
+        return image, labels, layer, out
+
+    def start(self, block: bool = False, timeout: float = 3600.0) -> FinetuneResult | None:
+        """Fine-tune the selected model on the chosen labels (the *Fine-tune* button).
+
+        Args:
+            block: Wait (processing Qt events) until training ends.
+            timeout: Longest wait in seconds with ``block=True``; training is cancelled after it.
+
+        Returns:
+            With ``block=True`` the :class:`FinetuneResult`, else None (see :attr:`result`).
+            None too when it could not start (the reason is shown as a notification).
+        """
+        if self.is_running:
+            _notify.info("fine-tuning is already running: wait for it or press Cancel")
+            return None
+        try:
+            image, labels, layer, out = self._inputs()
+        except (ValueError, RuntimeError) as err:
+            self.status.value = f"Not started: {err}"
+            _notify.error(str(err))
+            return None
+        self._networks = ("propmask", "box2mask") if self.box2mask.value else ("propmask",)
+        if (out / "propmask" / "last.pt").is_file():
+            _notify.info(f"'{out}' holds an earlier run: continuing it")
+        self.result = result = FinetuneResult()
+        self._stop = stop = threading.Event()
+        worker = thread_worker(_finetune_work, start_thread=False, ignore_errors=True)(
+            image.data,
+            labels,
+            tuple(float(s) for s in image.scale),
+            layer.name,
+            out,
+            self._widget.model_spec,
+            self._networks,
+            int(self.steps.value),
+            float(self.lr.value),
+            stop,
+            self._on_progress,
+        )
+        worker.returned.connect(lambda paths: self._on_returned(result, out, paths))
+        worker.errored.connect(lambda err: self._on_errored(result, err))
+        worker.finished.connect(lambda: self._on_finished(result, out))
+        self._set_busy(True, f"Fine-tuning {' and '.join(self._networks)}…")
+        worker.start()
+        if block:
+            wait_until(lambda: not self.is_running, timeout, self.cancel)
+        return result if block else None
+
+    def cancel(self) -> None:
+        """Stop training after the current step (the weights so far are saved, not added)."""
+        if self._stop is None or self._stop.is_set():
+            return
+        self._stop.set()
+        if self.result is not None:
+            self.result.cancelled = True
+        self.status.value = "Cancelling…"
+
+    @ensure_main_thread
+    def _on_progress(self, network: str, step: int, steps: int, loss: float) -> None:
+        # Called from the training thread; ensure_main_thread queues it onto the GUI thread.
+        if self.result is not None:
+            self.result.losses.append((network, int(step), float(loss)))
+        if qt_deleted(self.progress):
+            return
+        pos = self._networks.index(network) if network in self._networks else 0
+        frac = (pos + step / max(1, steps)) / max(1, len(self._networks))
+        self.progress.value = int(round(1000 * min(frac, 1.0)))
+        if self._stop is not None and not self._stop.is_set():
+            self.status.value = f"{network}: step {step}/{steps}, loss {loss:.4f}"
+
+    def _on_returned(self, result: FinetuneResult, out: Path, paths: dict[str, Path]) -> None:
+        result.paths = {k: Path(v) for k, v in paths.items()}
+        if result.cancelled or qt_deleted(self.status):
+            return
+        spec = {net: str(path) for net, path in result.paths.items()}
+        result.model_key = self._widget.set_model(spec, name=f"fine-tuned: {out.name}")
+
+    def _on_errored(self, result: FinetuneResult, err: Exception) -> None:
+        logger.error("fine-tuning failed: %s", err, exc_info=err)
+        result.error = str(err) or type(err).__name__
+        _notify.error(f"fine-tuning failed: {result.error}")
+
+    def _on_finished(self, result: FinetuneResult, out: Path) -> None:
+        self._stop = None
+        if qt_deleted(self.status):
+            return
+        if result.error:
+            text = f"Failed: {result.error}"
+        elif result.cancelled:
+            text = f"Cancelled; the weights so far are in {out}" if result.paths else "Cancelled"
+
+        else:
+            self.progress.value = 1000
+            text = f"Done: '{result.model_key}' is selected in the model dropdown."
+            _notify.info(text)
+        self._set_busy(False, text)
+
+    def _set_busy(self, busy: bool, text: str) -> None:
+        self.button.enabled = not busy
+        self.cancel_btn.enabled = busy
+        if busy:
+            self.progress.value = 0
+        self.status.value = text

@@ -1,0 +1,200 @@
+"""Turning the widget's layers into the core's :class:`~napari_propsam.labeling.ObjectPrompt` list.
+
+Runs on the main thread before a worker starts; reads only the displayed plane of the prompt
+layers (never a whole volume) and raises :class:`~._prompts.PromptError` with a message that
+says what to do when the layers do not make a usable prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from napari.components import ViewerModel
+from napari.layers import Image, Labels, Layer, Shapes
+
+from ..labeling import ObjectPrompt, assign_label_ids
+from ..prompts import prepare_mask
+from ._prompts import (
+    PromptError,
+    PromptPlane,
+    boxes_on_plane,
+    check_image,
+    displayed_plane,
+    sketch_plane,
+    sketches_on_plane,
+)
+from ._storage import max_label
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PromptSet:
+    """The prompts found on the displayed plane of one prompt layer, before ids are assigned.
+
+    Attributes:
+        plane: The displayed plane.
+        boxes: Per object its box (Shapes layers) or None.
+        masks: Per object its ``(H, W)`` sketch (Labels layers) or None.
+        wanted: Per object the label id it asks for (a sketch's label) or None (a box).
+        names: Per object a short description for messages.
+        box_keys: ``{object position: (axis, index, rounded box)}`` for boxes, so that running
+            the same box again can reuse its id.
+    """
+
+    plane: PromptPlane
+    boxes: list[tuple[float, float, float, float] | None] = field(default_factory=list)
+    masks: list[np.ndarray | None] = field(default_factory=list)
+    wanted: list[int | None] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    box_keys: dict[int, tuple] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class Gathered:
+    """Everything a run needs from the layers.
+
+    Attributes:
+        image: The image layer.
+        output: The output Labels layer.
+        prompts: The objects, with their label ids.
+        box_keys: See :attr:`PromptSet.box_keys`.
+    """
+
+    image: Image
+    output: Labels
+    prompts: list[ObjectPrompt]
+    box_keys: dict[int, tuple] = field(default_factory=dict)
+
+
+def read_prompt_layer(
+    viewer: ViewerModel, image: Image, plane: PromptPlane, source: Layer | None
+) -> PromptSet:
+    """Boxes (Shapes layer) or sketches (Labels layer) of ``source`` on the displayed plane.
+
+    Raises:
+        PromptError: no prompt layer, or nothing on the displayed slice.
+    """
+    where = f"slice {plane.index} of axis {plane.axis}"
+    if source is None:
+        raise PromptError(
+            "no prompt layer: click 'New box layer' and draw a rectangle, or "
+            "'New sketch layer' and paint the object"
+        )
+    found = PromptSet(plane)
+    if isinstance(source, Shapes):
+        boxes = boxes_on_plane(source, image, plane, viewer)
+        if not boxes:
+            raise PromptError(
+                f"no rectangle on {where} in '{source.name}': draw a box "
+                "around the object on the displayed slice"
+            )
+        for i, b in enumerate(boxes):
+            found.boxes.append(b.box)
+            found.masks.append(None)
+            found.wanted.append(None)
+            found.names.append(f"box {i + 1}")
+            found.box_keys[i] = (plane.axis, plane.index, tuple(round(v, 1) for v in b.box))
+        return found
+    if not isinstance(source, Labels):
+        raise PromptError(f"layer '{source.name}' is neither a Shapes nor a Labels layer")
+    sketches = sketches_on_plane(source, image, plane)
+    if not sketches:
+        raise PromptError(
+            f"nothing painted on {where} in '{source.name}': paint the "
+            "object (one label per object) on the displayed slice"
+        )
+    for label, mask in sketches.items():
+        found.boxes.append(None)
+        found.masks.append(mask)
+        found.wanted.append(label)
+        found.names.append(f"label {label}")
+    return found
+
+
+def gather_run(
+    viewer: ViewerModel,
+    image_layer: Layer | None,
+    source: Layer | None,
+    ensure_output: Callable[[Image], Labels],
+    box_ids: dict[tuple, int],
+) -> Gathered:
+    """The prompts of a Run: every box or sketch of ``source`` on the displayed slice.
+
+    Args:
+        viewer: The viewer (its dims say which plane is displayed).
+        image_layer: The chosen image layer.
+        source: The chosen prompt layer.
+        ensure_output: Returns the output layer for the image (creating it if needed); called
+            only once the prompts are known to be usable.
+        box_ids: ``{(output layer id, axis, index, rounded box): label id}`` of earlier runs.
+    """
+    image = check_image(image_layer)
+    plane = displayed_plane(viewer, image)
+    found = read_prompt_layer(viewer, image, plane, source)
+    output = ensure_output(image)
+    reused = {
+        i: box_ids[(id(output), *k)]
+        for i, k in found.box_keys.items()
+        if (id(output), *k) in box_ids
+    }
+    # New ids only depend on the output's highest id: scan a zarr-backed output chunk by chunk
+    # for it instead of handing the whole array over.
+    ids = assign_label_ids(np.array([max_label(output.data)]), found.wanted, reused)
+    prompts = [
+        ObjectPrompt(
+            plane.axis,
+            plane.index,
+            ids[i],
+            box=found.boxes[i],
+            mask=found.masks[i],
+            name=found.names[i],
+        )
+        for i in range(len(ids))
+    ]
+    return Gathered(image, output, prompts, found.box_keys)
+
+
+def gather_repropagate(
+    viewer: ViewerModel, image_layer: Layer | None, output: Labels | None
+) -> Gathered:
+    """The prompt of *Re-propagate from this slice*: the selected label's mask on this slice."""
+    image = check_image(image_layer)
+    plane = displayed_plane(viewer, image)
+    where = f"slice {plane.index} of axis {plane.axis}"
+    if output is None:
+        raise PromptError("choose the output labels layer that holds the object")
+    if tuple(output.data.shape) != tuple(image.data.shape):
+        raise PromptError(f"output layer '{output.name}' does not match the image shape")
+    label_id = int(output.selected_label)
+    sketch = sketch_plane(output, image, plane) == label_id
+    if label_id <= 0 or not sketch.any():
+        raise PromptError(
+            f"label {label_id} is not painted on {where} of '{output.name}': select the "
+            "object's label, repaint it on this slice, then re-propagate"
+        )
+    prompt = ObjectPrompt(
+        plane.axis,
+        plane.index,
+        label_id,
+        mask=prepare_mask(sketch, plane.plane_shape),
+        whole_slice=True,
+        name=f"label {label_id}",
+    )
+    return Gathered(image, output, [prompt])
+
+
+def output_shape_error(output: Labels, image: Image) -> PromptError | None:
+    """The error for an output layer that does not match the image (None when it does)."""
+    if tuple(output.data.shape) == tuple(image.data.shape):
+        return None
+    return PromptError(
+        f"output layer '{output.name}' has shape {tuple(output.data.shape)}, image "
+        f"'{image.name}' has {tuple(image.data.shape)}; choose another output layer"
+    )

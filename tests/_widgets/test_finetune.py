@@ -1,0 +1,80 @@
+"""GUI tests of the Fine-tune tab: a tiny model trained for a few steps in a worker."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conftest import TINY
+from napari_propsam.registry import resolve_model
+
+
+def corrected_labels(env):
+    return env.viewer.add_labels(env.truth.astype(np.int32), name="corrected")
+
+
+def test_finetune_adds_the_new_model_to_the_dropdown(env, tmp_path):
+    panel = env.widget.finetune
+    panel.labels_layer = corrected_labels(env)
+    panel.steps.value = 2
+    panel.lr.value = 3e-5
+    panel.out_dir.value = tmp_path / "mine"
+    before = list(env.widget.settings.model.choices)
+
+    result = panel.start(block=True, timeout=300)
+
+    assert result.error is None and not result.cancelled, env.msgs["error"]
+    assert set(result.paths) == {"propmask", "box2mask"}
+    assert all(p.is_file() and tmp_path / "mine" in p.parents for p in result.paths.values())
+    assert result.model_key not in before
+    assert env.widget.settings.model.value == result.model_key
+    assert env.widget.model_spec == {k: str(p) for k, p in result.paths.items()}
+    # Progress reached the end through the loss reports of both networks, two steps each.
+    assert [(net, step) for net, step, _ in result.losses] == [
+        ("propmask", 1), ("propmask", 2), ("box2mask", 1), ("box2mask", 2)
+    ]  # fmt: skip
+    assert all(np.isfinite(loss) for *_, loss in result.losses)
+    assert panel.progress.value == 1000 and "Done" in panel.status.value
+    bundle = resolve_model(env.widget.model_spec)  # what Run will use now
+    assert bundle.propmask.arch == TINY and bundle.box2mask.arch == TINY
+    assert not panel.is_running and panel.button.enabled
+
+
+def test_finetune_cancel_stops_training_and_adds_nothing(env, tmp_path, qtbot):
+    panel = env.widget.finetune
+    panel.labels_layer = corrected_labels(env)
+    panel.steps.value = 10_000
+    panel.box2mask.value = False
+    panel.out_dir.value = tmp_path / "cancelled"
+    before = list(env.widget.settings.model.choices)
+    selected = env.widget.settings.model.value
+
+    assert panel.start() is None and panel.is_running
+    assert not panel.button.enabled and panel.cancel_btn.enabled
+    qtbot.waitUntil(lambda: len(panel.result.losses) >= 1, timeout=60000)
+    assert "loss" in panel.status.value
+    panel.cancel()
+    qtbot.waitUntil(lambda: not panel.is_running, timeout=60000)
+
+    result = panel.result
+    assert result.cancelled and result.error is None
+    assert len(result.losses) < 10_000 and result.model_key is None
+    assert list(env.widget.settings.model.choices) == before
+    assert env.widget.settings.model.value == selected
+    assert panel.status.value.startswith("Cancelled")
+
+
+def test_finetune_needs_an_annotated_object_and_a_folder(env, tmp_path):
+    panel = env.widget.finetune
+    panel.labels_layer = env.viewer.add_labels(np.zeros(env.truth.shape, np.int32), name="empty")
+    panel.out_dir.value = tmp_path / "x"
+    assert panel.start(block=True) is None
+    assert "no annotated object" in env.msgs["error"][-1]
+    assert not panel.is_running and not (tmp_path / "x").exists()
+
+    panel.labels_layer = corrected_labels(env)
+    panel.out_dir.line_edit.value = ""  # the user cleared the field
+    assert panel.start(block=True) is None and "choose a folder" in env.msgs["error"][-1]
+
+    panel.labels_layer = env.viewer.add_labels(np.ones((4, 8, 8), np.int32), name="small")
+    panel.out_dir.value = tmp_path / "x"
+    assert panel.start(block=True) is None and "has shape" in env.msgs["error"][-1]
