@@ -261,11 +261,8 @@ def find_similar_stream(
 
     def run() -> Iterator[Any]:
         guide = reader.plane(index)
-        masks = (
-            _as_examples(painted, reader.plane_shape)
-            if painted is not None and (np.any(painted))
-            else []
-        )
+        has_painted = painted is not None and bool(np.any(painted))
+        masks = _as_examples(painted, reader.plane_shape) if has_painted else []
         if box_list:
             b2m = Box2MaskPredictor(bundle.box2mask.model, device)
             for r0, c0, r1, c1 in box_list:
