@@ -313,8 +313,9 @@ def _run_distributed(
             yield fut.result()  # re-raises a worker's exception here
     finally:
         # Also on an error or an early close of the generator: stop what is still queued.
-        if futures:
-            client.cancel(futures)
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            client.cancel(pending)
         client.close()
         if cluster is not None:
             cluster.close()

@@ -66,6 +66,16 @@ def _cmd_single(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_dask_logs() -> None:
+    """Raise dask's loggers to WARNING: its in-process scheduler and client log every
+    connection at INFO, which would bury the run's own progress lines."""
+    import distributed  # noqa: F401 - importing it creates (and configures) its loggers
+
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _cmd_batch(args: argparse.Namespace) -> int:
     from ..batch import read_prompts, run_batch
     from ..volume import check_volume
@@ -73,9 +83,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     for flag, value in (("--slice", args.slice), ("--box", args.box), ("--mask", args.mask)):
         if value is not None:
             raise ValueError(f"{flag} is for a single object; a --prompts file holds every prompt")
-    if not args.verbose:
-        # The dask scheduler and workers log every connection at INFO; keep the run's own lines.
-        logging.getLogger("distributed").setLevel(logging.WARNING)
+    if not args.verbose and (args.workers or args.scheduler):
+        _quiet_dask_logs()
     shape = check_volume(read_volume(args.image))
     prompts = read_prompts(args.prompts, shape, axis=args.axis, sketches=args.sketches)
     prop, box_cfg = engine_configs(args)
