@@ -84,6 +84,7 @@ class RunState:
     slices_done: int = 0
     stopped: bool = False  # cancelled or failed: ignore whatever the worker still sends
     one_step: bool = False
+    series_edits: dict[int, ObjectEdit] = field(default_factory=dict)  # 2D series: id -> edit
     result: RunResult = field(default_factory=RunResult)
 
 

@@ -34,6 +34,7 @@ from ..config import PropagationConfig
 from ..device import select_device
 from ..labeling import ObjectEdit, ObjectFailed, ObjectFinished, ObjectStarted, ObjectUpdate
 from ..registry import ModelSpec
+from ..series import SeriesUpdate
 from ..weights import CheckpointError
 from . import _notify
 from ._finetune import FinetunePanel
@@ -41,6 +42,7 @@ from ._gather import Gathered, gather_repropagate, gather_run, output_shape_erro
 from ._history import UndoGroup
 from ._measure import MeasurePanel
 from ._runner import PromptsFound, RunFailed, RunResult, RunState, wait_until, work
+from ._series import SeriesPanel
 from ._settings import Settings
 from ._similar import SimilarPanel
 from ._storage import new_labels_data
@@ -109,12 +111,14 @@ class PropSAMWidget(Container):
         self.extend([self._image, self._output, self.settings.model_row, self.settings.device])
 
         self.similar = SimilarPanel(self)
+        self.series = SeriesPanel(self)
         self.measure = MeasurePanel(self)
         self.finetune = FinetunePanel(self)
         segment = Container(
             widgets=[
                 self._prompts,
                 new_row,
+                self.series.enabled,
                 self.settings.thickness,
                 self.settings.advanced,
                 self._run_btn,
@@ -342,6 +346,8 @@ class PropSAMWidget(Container):
         _notify.error(str(err))
 
     def _start(self, repropagate: bool, block: bool, timeout: float) -> RunResult | None:
+        if not repropagate and self.series.enabled.value:
+            return self.series.start(block, timeout)
         if self.refuse_if_running():
             return None
         try:
@@ -433,6 +439,12 @@ class PropSAMWidget(Container):
             run.group = None
         run.edit = None
 
+    def undo_group(self, layer: Labels) -> UndoGroup:
+        """Open an undo group on ``layer``: the writes until its commit are one Ctrl+Z."""
+        group = UndoGroup(layer)
+        group.begin()
+        return group
+
     def _close_group(self, run: RunState) -> None:
         """Commit what the run wrote as its undo step (one-step runs keep one group open)."""
         if run.group is not None:
@@ -477,8 +489,7 @@ class PropSAMWidget(Container):
         elif isinstance(item, ObjectStarted):
             run.position = item.position
             if run.group is None:
-                run.group = UndoGroup(run.output)
-                run.group.begin()
+                run.group = self.undo_group(run.output)
             run.edit = ObjectEdit(
                 run.output.data.shape, item.prompt.label_id, run.overwrite, item.prompt.whole_slice
             )
@@ -499,6 +510,8 @@ class PropSAMWidget(Container):
             msg = f"{run.prompts[item.position].name}: {item.message}"
             run.result.failed.append(msg)
             _notify.error(msg)
+        elif isinstance(item, SeriesUpdate):
+            self.series.write(run, item)
         elif isinstance(item, PromptsFound):
             run.prompts = list(item.prompts)
             run.result.prompt_ids = [p.label_id for p in run.prompts]
