@@ -93,6 +93,9 @@ def _sibling_box2mask(path: Path) -> Path | None:
     """The Box2Mask file that belongs with a PropMask file, if there is one."""
     candidates = [path.with_name(path.name.replace("propmask", "box2mask"))]
     candidates.append(path.with_name("box2mask" + path.suffix))
+    # Training and fine-tuning runs write RUN/propmask/propmask.safetensors and
+    # RUN/box2mask/box2mask.safetensors: browsing to the former should find the latter.
+    candidates.append(path.parent.parent / "box2mask" / ("box2mask" + path.suffix))
     for c in candidates:
         if c != path and c.is_file():
             return c

@@ -125,3 +125,27 @@ def test_synthetic_factory_oversamples_repeated_families():
     make = synthetic_factory(families=("plates", "touching", "touching"), shape=(24, 48, 48))
     names = [make(i).name.split("-")[0] for i in range(6)]
     assert names == ["plates", "touching", "touching"] * 2
+
+
+def test_labelled_from_arrays_keeps_only_the_annotated_region():
+    image = np.arange(40 * 64 * 64, dtype=np.float32).reshape(40, 64, 64)
+    labels = np.zeros(image.shape, np.int32)
+    labels[20:24, 30:34, 10:12] = 3
+    vol = labelled_from_arrays(image, labels, spacing=(2, 1, 1), margin=4)
+    # Object bbox z 20-24, y 30-34, x 10-12, plus 4 voxels, clipped at the volume's edges.
+    assert vol.image.shape == (12, 12, 10) and vol.labels.shape == vol.image.shape
+    assert vol.image[0, 0, 0] == image[16, 26, 6]
+    assert vol.targets == (3,) and vol.spacing == (2.0, 1.0, 1.0)
+    assert labelled_from_arrays(image, labels, margin=None).image.shape == image.shape
+
+
+def test_registry_finds_the_box2mask_of_a_training_run(tmp_path):
+    from napari_propsam.models import Box2Mask, PropMask
+    from napari_propsam.registry import resolve_model
+    from napari_propsam.weights import save_checkpoint
+
+    save_checkpoint(tmp_path / "propmask" / "propmask.safetensors", PropMask(TINY))
+    save_checkpoint(tmp_path / "box2mask" / "box2mask.safetensors", Box2Mask(TINY))
+    bundle = resolve_model(tmp_path / "propmask" / "propmask.safetensors")
+    assert bundle.box2mask is not None
+    assert str(bundle.box2mask.source) == str(tmp_path / "box2mask" / "box2mask.safetensors")

@@ -114,21 +114,64 @@ def train_default(
     )
 
 
+def _labelled_bounds(labels: Any, slab: int = 16) -> tuple[slice, slice, slice] | None:
+    """Bounding box of the non-zero voxels of a ``(Z, Y, X)`` array, read ``slab`` planes at a
+    time so a lazy (zarr/dask/memmap) volume is never loaded whole."""
+    z_any: list[bool] = []
+    rows = np.zeros(labels.shape[1], bool)
+    cols = np.zeros(labels.shape[2], bool)
+    for z0 in range(0, labels.shape[0], slab):
+        block = np.asarray(labels[z0 : z0 + slab]) != 0
+        z_any.extend(block.any(axis=(1, 2)).tolist())
+        rows |= block.any(axis=(0, 2))
+        cols |= block.any(axis=(0, 1))
+    zs, ys, xs = np.flatnonzero(z_any), np.flatnonzero(rows), np.flatnonzero(cols)
+    if not zs.size:
+        return None
+    return tuple(slice(int(a[0]), int(a[-1]) + 1) for a in (zs, ys, xs))  # type: ignore[return-value]
+
+
 def labelled_from_arrays(
-    image: np.ndarray, labels: np.ndarray, spacing: Sequence[float] | None = None, name: str = ""
+    image: Any,
+    labels: Any,
+    spacing: Sequence[float] | None = None,
+    name: str = "",
+    margin: int | None = 32,
 ) -> LabelledVolume:
     """A user's annotated volume: every non-zero label id is a training object.
+
+    Args:
+        image: ``(Z, Y, X)`` intensities; numpy or lazy (zarr, dask, memmap).
+        labels: ``(Z, Y, X)`` integer labels of the same shape; 0 = not annotated.
+        spacing: ``(z, y, x)`` voxel size (default 1, 1, 1).
+        name: Name used in logs and errors.
+        margin: Keep only the annotated objects' bounding box plus this many voxels on every
+            side, so fine-tuning on a few objects of a huge lazy volume reads (and holds) only
+            that region; training crops never reach further than the tasks' context anyway.
+            None keeps the whole volume.
+
+    Returns:
+        A :class:`LabelledVolume` with a float32 image and int32 labels.
 
     Raises:
         ValueError: shapes differ, not 3D, or no labelled object.
     """
+    if len(image.shape) != 3 or tuple(image.shape) != tuple(labels.shape):
+        raise ValueError(
+            f"image {tuple(image.shape)} and labels {tuple(labels.shape)} must be the same 3D shape"
+        )
+    bounds = _labelled_bounds(labels)
+    if bounds is None:
+        raise ValueError(f"labels {name or ''} contain no annotated object (all zero)")
+    if margin is not None:
+        region = tuple(
+            slice(max(0, b.start - margin), min(n, b.stop + margin))
+            for b, n in zip(bounds, labels.shape, strict=True)
+        )
+        image, labels = image[region], labels[region]
     image = np.asarray(image, np.float32)
     labels = np.asarray(labels)
-    if image.ndim != 3 or image.shape != labels.shape:
-        raise ValueError(f"image {image.shape} and labels {labels.shape} must be the same 3D shape")
     ids = tuple(int(i) for i in np.unique(labels) if i != 0)
-    if not ids:
-        raise ValueError(f"labels {name or ''} contain no annotated object (all zero)")
     sp = tuple(float(s) for s in spacing) if spacing is not None else (1.0, 1.0, 1.0)
     return LabelledVolume(image, labels.astype(np.int32), ids, sp, name)  # type: ignore[arg-type]
 
@@ -176,6 +219,14 @@ def finetune(
         src = sources[net]
         if src is None:
             raise ValueError(f"base model has no {net} network")
+        if (out / net / "last.pt").is_file():
+            logger.warning(
+                "continuing the earlier %s fine-tuning run in %s (it stops at step %d); choose an "
+                "empty folder to start afresh",
+                net,
+                out / net,
+                steps,
+            )
         cfg = TrainConfig(
             network=net,
             arch=src.arch,
