@@ -7,8 +7,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..io import read_volume
 
 logger = logging.getLogger("napari_propsam")
@@ -44,7 +42,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         raise SystemExit("give one --labels per --image")
     vols = [
         labelled_from_arrays(
-            np.asarray(read_volume(i)), np.asarray(read_volume(lab)), args.spacing, Path(i).stem
+            read_volume(i), read_volume(lab), args.spacing, Path(i).stem
         )
         for i, lab in zip(args.image, args.labels, strict=True)
     ]
