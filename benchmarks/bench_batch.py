@@ -2,12 +2,12 @@
 
 Tiles several synthetic glomeruli volumes into one volume with many objects, writes it as a tif
 with a prompts CSV (one box per ground-truth object, on its largest slice), and runs
-``napari_propsam.run_batch`` with the bundled lite model: in this process, then on a loopback
-LocalCluster with 1 and with 2 worker processes (one torch thread each). Cluster start-up and the
-workers' first model load are excluded (a warm-up task runs first), so the figures compare
-steady-state throughput; the start-up time is printed separately.
+``napari_propsam.run_batch`` with the bundled lite model: in this process (``--threads`` torch
+threads, default 1), then on a loopback LocalCluster with 1 and with 2 worker processes (one torch
+thread each). Cluster start-up and the workers' first model load are excluded (a warm-up task runs
+first), so the figures compare steady-state throughput; the start-up time is printed separately.
 
-    python benchmarks/bench_batch.py [--tiles 2 2] [--workers 1 2] [--out /tmp/bench_batch]
+    python benchmarks/bench_batch.py [--tiles 2 2] [--tile-shape 64 128 128] [--workers 1 2]
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+import torch
 
-from napari_propsam.batch import read_prompts, run_batch
+from napari_propsam.batch import read_prompts, run_batch, start_local_cluster
 from napari_propsam.io import read_volume
 from napari_propsam.synthetic import make_volume
 
@@ -93,17 +94,10 @@ def run(image: Path, csv: Path, out: Path, workers: int) -> tuple[float, float, 
         start = time.perf_counter()
         run_batch(image, prompts, out, overwrite=True, keep_parts=False)
         return time.perf_counter() - start, 0.0, np.asarray(read_volume(out))
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-        silence_logs=logging.WARNING,
-    )
+    cluster = start_local_cluster(workers)  # the cluster run_batch(workers=N) starts
     with Client(cluster, set_as_default=False) as client:
         client.run(_warm_up, str(image))
         startup = time.perf_counter() - t0
@@ -127,6 +121,13 @@ def main() -> None:
     parser.add_argument("--tile-shape", type=int, nargs=3, default=(64, 128, 128))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-in-process", action="store_true")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the in-process run (workers always use 1), so that in process "
+        "vs 1 worker isolates the dask overhead",
+    )
     parser.add_argument("--out", default=None, help="working directory (default: a temporary one)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -136,6 +137,7 @@ def main() -> None:
         if name.startswith("distributed"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
+    torch.set_num_threads(args.threads)
     work = Path(args.out or tempfile.mkdtemp(prefix="bench_batch_"))
     work.mkdir(parents=True, exist_ok=True)
     image, truth = tiled_volume(*args.tiles, tuple(args.tile_shape))

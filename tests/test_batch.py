@@ -24,6 +24,7 @@ from napari_propsam.batch import (
     read_prompts,
     read_prompts_csv,
     run_batch,
+    start_local_cluster,
 )
 from napari_propsam.io import read_volume
 from napari_propsam.labeling import ObjectPrompt
@@ -75,15 +76,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="module")
 def scheduler():
-    """A 2-worker LocalCluster on loopback, shared by the tests that need one."""
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-    )
+    """A 2-worker LocalCluster on loopback (as ``workers=2`` starts), shared by several tests."""
+    pytest.importorskip("distributed")
+    cluster = start_local_cluster(2)
+    assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
     yield cluster.scheduler_address
     cluster.close()
 

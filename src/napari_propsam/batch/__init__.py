@@ -11,7 +11,7 @@ Work runs in process, on a local cluster (``workers=N``) or on an existing dask 
 left after removing the propagation axis.
 """
 
-from ._engine import ObjectResult, iter_batch, plan_batch
+from ._engine import ObjectResult, iter_batch, plan_batch, start_local_cluster
 from ._prompts import (
     CSV_COLUMNS,
     BatchPrompt,
@@ -33,4 +33,5 @@ __all__ = [
     "read_prompts",
     "read_prompts_csv",
     "run_batch",
+    "start_local_cluster",
 ]

@@ -92,6 +92,22 @@ _images_lock = threading.Lock()
 _threads_set = False
 
 
+class _Windowed:
+    """Basic-indexing view of a ``(Z, Y, X)`` memory-mapped array that is not an ``ndarray``.
+
+    The engine checks an in-memory float ``ndarray`` for NaN/Inf as a whole before every
+    object; a memory-mapped tif or npy is an ``ndarray`` too, so without this every object would
+    read the whole file. Behind this view only the windows an object reads are checked.
+    """
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return np.asarray(self._array[index])
+
+
 def _open_image(path: str) -> Any:
     """The lazily opened volume at ``path``, kept per process (keyed by mtime: a rewritten file
     is reopened)."""
@@ -101,7 +117,8 @@ def _open_image(path: str) -> Any:
     with _images_lock:
         if key not in _images:
             _images.clear()  # one volume per run; never keep stale memory maps around
-            _images[key] = read_volume(path)
+            image = read_volume(path)
+            _images[key] = _Windowed(image) if isinstance(image, np.ndarray) else image
         return _images[key]
 
 
@@ -251,6 +268,32 @@ def plan_batch(
     return BatchPlan(path, shape, dtype, items, digests, bundle, tasks)
 
 
+def start_local_cluster(workers: int) -> Any:
+    """The cluster ``workers=N`` starts: N worker processes on 127.0.0.1, one thread each, no
+    dashboard.
+
+    dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` in every worker by default; that fixes
+    glibc's mmap threshold, so torch's large temporary buffers are mapped and unmapped on every
+    forward pass, which made inference about 1.7x slower per object (docs/performance.md). It is
+    left unset here (a value in the environment still wins).
+
+    Returns:
+        A running ``distributed.LocalCluster``; close it when done.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(
+            n_workers=int(workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            silence_logs=logging.WARNING,
+        )
+
+
 def _connect(workers: int | None, scheduler: str | None, timeout: float) -> tuple[Any, Any]:
     """A dask client (and the LocalCluster it owns, if any).
 
@@ -259,7 +302,7 @@ def _connect(workers: int | None, scheduler: str | None, timeout: float) -> tupl
         OSError: the scheduler does not answer within ``timeout`` seconds.
     """
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError as err:
         raise ImportError(
             "parallel batch runs need dask.distributed: pip install 'napari-propsam[distributed]'"
@@ -271,14 +314,7 @@ def _connect(workers: int | None, scheduler: str | None, timeout: float) -> tupl
             raise OSError(
                 f"cannot reach the dask scheduler at {scheduler!r} within {timeout:g} s ({err})"
             ) from err
-    cluster = LocalCluster(
-        n_workers=int(workers),
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        host="127.0.0.1",
-        silence_logs=logging.WARNING,
-    )
+    cluster = start_local_cluster(int(workers))
     try:
         return Client(cluster, set_as_default=False), cluster
     except Exception:
@@ -421,4 +457,5 @@ __all__ = [
     "plan_batch",
     "run_plan",
     "run_task",
+    "start_local_cluster",
 ]

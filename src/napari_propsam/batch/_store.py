@@ -56,10 +56,12 @@ def parts_dir(out: str | Path) -> Path:
 def prompt_digest(prompt: BatchPrompt) -> str:
     """Digest of what decides an object's result besides the run options (id excluded)."""
     h = hashlib.sha256()
-    h.update(json.dumps([prompt.axis, int(prompt.index), prompt.box]).encode())
+    box = None if prompt.box is None else [float(v) for v in prompt.box]  # numpy scalars too
+    h.update(json.dumps([int(prompt.axis), int(prompt.index), box]).encode())
     if prompt.mask is not None:
-        h.update(json.dumps([list(prompt.offset), list(prompt.mask.shape)]).encode())
-        h.update(np.packbits(prompt.mask).tobytes())
+        mask = np.asarray(prompt.mask) != 0
+        h.update(json.dumps([[int(v) for v in prompt.offset], list(mask.shape)]).encode())
+        h.update(np.packbits(mask).tobytes())
     return h.hexdigest()[:32]
 
 
