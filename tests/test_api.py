@@ -232,6 +232,17 @@ def test_nan_and_constant_images(ellipsoid):
         ps.segment(np.ones_like(image), slice_index=24, box=(5, 5, 30, 30), model=_bundle(-5, 5))
 
 
+def test_memmapped_float_volume_is_not_read_whole_for_the_nan_check(ellipsoid, tmp_path):
+    image, truth = ellipsoid
+    mm = np.lib.format.open_memmap(tmp_path / "v.npy", "w+", np.float32, image.shape)
+    mm[:] = image
+    mm[0, 0, 0] = np.nan  # far from the object: the windows the object needs never hold it
+    with pytest.raises(ValueError, match="NaN"):  # in RAM: checked whole, up front
+        ps.segment(np.array(mm), slice_index=24, mask=truth[24], model=_bundle(5, -5))
+    out = ps.segment(mm, slice_index=24, mask=truth[24], model=_bundle(-5, -5))
+    assert out[24].sum() == truth[24].sum()  # only the prompt slice (the model predicts nothing)
+
+
 def test_cuda_without_cuda_is_a_clear_error(monkeypatch, ellipsoid):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     image, truth = ellipsoid

@@ -17,6 +17,7 @@ from napari_propsam.labeling import (
     ObjectUpdate,
     apply_change,
     assign_label_ids,
+    max_label,
     next_free_label,
     sketch_masks,
     stream_objects,
@@ -113,6 +114,31 @@ def test_label_ids():
     assert assign_label_ids(labels, [None, None], reused={1: 2}) == [5, 2]
     with pytest.raises(ValueError):
         ObjectEdit(labels.shape, 0)
+
+
+class _ChunkReads:
+    """A chunked labels array-like that records the size of every read."""
+
+    def __init__(self, data: np.ndarray, chunks: tuple[int, int, int]) -> None:
+        self.data, self.chunks = data, chunks
+        self.shape, self.dtype, self.ndim = data.shape, data.dtype, data.ndim
+        self.reads: list[int] = []
+
+    def __getitem__(self, idx):
+        out = np.asarray(self.data[idx])
+        self.reads.append(out.size)
+        return out
+
+
+def test_label_ids_of_a_lazy_volume_are_read_chunk_by_chunk():
+    data = np.zeros((16, 32, 32), np.int32)
+    data[13, 30, 2] = 41
+    lazy = _ChunkReads(data, (4, 16, 16))
+    assert max_label(lazy) == 41
+    assert lazy.reads and max(lazy.reads) <= 4 * 16 * 16  # never the whole volume at once
+    assert next_free_label(lazy, [7]) == 42
+    assert assign_label_ids(lazy, [None, 3]) == [42, 3]
+    assert max_label(np.zeros((0, 4, 4), np.uint8)) == 0
 
 
 def test_sketch_masks_fill_closed_outlines():

@@ -61,8 +61,15 @@ def _check_index(slice_index: Any, n: int, axis: int) -> int:
 
 
 def _check_all_finite(image: Any) -> None:
-    """In-memory float volumes are checked whole up front; lazy ones block by block as read."""
-    if isinstance(image, np.ndarray) and image.dtype.kind == "f":
+    """In-memory float volumes are checked whole up front; lazy ones block by block as read.
+
+    A ``np.memmap`` counts as lazy: checking it whole would read the entire file from disk.
+    """
+    if (
+        isinstance(image, np.ndarray)
+        and not isinstance(image, np.memmap)
+        and image.dtype.kind == "f"
+    ):
         if not np.isfinite(image).all():
             raise ValueError("image contains NaN or Inf values; replace them, e.g. np.nan_to_num")
 

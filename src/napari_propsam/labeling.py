@@ -53,6 +53,8 @@ __all__ = [
     "ObjectUpdate",
     "apply_change",
     "assign_label_ids",
+    "chunked_view",
+    "max_label",
     "next_free_label",
     "plane_index",
     "sketch_masks",
@@ -99,20 +101,54 @@ def _to_volume_indices(axis: int, index: int, r: np.ndarray, c: np.ndarray) -> t
     return tuple(parts)
 
 
-def next_free_label(labels: np.ndarray, reserved: Iterable[int] = ()) -> int:
-    """Smallest id above every id in ``labels`` and in ``reserved`` (at least 1)."""
-    top = int(np.max(labels)) if np.size(labels) else 0
+def chunked_view(data: Any) -> Any:
+    """``data`` itself if it is in memory, else a dask view that reductions read chunk by chunk.
+
+    ``np.max`` of a zarr array would load it whole; of the dask view it streams the chunks, so
+    a labels volume larger than RAM can be reduced.
+
+    Args:
+        data: ``(Z, Y, X)`` numpy, dask or zarr-like array.
+    """
+    if isinstance(data, np.ndarray):
+        return data
+    import dask.array as da
+
+    if isinstance(data, da.Array):
+        return data
+    chunks = getattr(data, "chunks", None)
+    return da.from_array(data, chunks=chunks if chunks is not None else "auto")
+
+
+def max_label(labels: Any) -> int:
+    """Highest value of a ``(Z, Y, X)`` integer labels array (0 when empty).
+
+    Lazy arrays (zarr, dask) are read chunk by chunk, never whole.
+    """
+    if not int(np.prod(labels.shape)):
+        return 0
+    top = chunked_view(labels).max()
+    return int(top.compute() if hasattr(top, "compute") else top)
+
+
+def next_free_label(labels: Any, reserved: Iterable[int] = ()) -> int:
+    """Smallest id above every id in ``labels`` and in ``reserved`` (at least 1).
+
+    ``labels`` is a ``(Z, Y, X)`` integer array (numpy, or lazy zarr/dask read chunk by chunk).
+    """
+    top = max_label(labels)
     reserved = [int(r) for r in reserved]
     return max([top, 0, *reserved]) + 1
 
 
 def assign_label_ids(
-    labels: np.ndarray, wanted: Sequence[int | None], reused: dict[int, int] | None = None
+    labels: Any, wanted: Sequence[int | None], reused: dict[int, int] | None = None
 ) -> list[int]:
     """Label id of every object of a run.
 
     Args:
-        labels: ``(Z, Y, X)`` current output labels.
+        labels: ``(Z, Y, X)`` current output labels (numpy, or lazy zarr/dask: read chunk by
+            chunk).
         wanted: Per object, its own id (a sketch's label) or None (a box: needs a new id).
         reused: Optional ``{object position: id}`` for boxes that already have an id (a box run
             again replaces its earlier result instead of adding a duplicate).

@@ -7,6 +7,7 @@ import numpy as np
 import zarr
 
 from conftest import dice, ellipsoid_volume
+from napari_propsam import labeling
 from napari_propsam._widgets import _storage
 
 from ._helpers import show_slice
@@ -78,5 +79,5 @@ def test_lazy_image_is_read_in_parts_and_the_output_is_zarr(env, monkeypatch):
 def test_small_outputs_stay_in_memory():
     assert isinstance(_storage.new_labels_data((4, 8, 8)), np.ndarray)
     assert _storage.new_labels_data((4, 8, 8)).dtype == np.int32
-    view = _storage.chunked_view(zarr.zeros((4, 8, 8), chunks=(2, 8, 8), dtype="i4"))
+    view = labeling.chunked_view(zarr.zeros((4, 8, 8), chunks=(2, 8, 8), dtype="i4"))
     assert isinstance(view, da.Array) and view.chunks == ((2, 2), (8,), (8,))

@@ -32,10 +32,10 @@ from napari.layers import Labels
 from napari.qt.threading import thread_worker
 from superqt.utils import ensure_main_thread
 
+from ..labeling import max_label
 from . import _notify
 from ._prompts import PromptError, check_image
 from ._runner import qt_deleted, wait_until
-from ._storage import max_label
 
 if TYPE_CHECKING:
     from .widget import PropSAMWidget

@@ -26,7 +26,6 @@ from ._prompts import (
     sketch_plane,
     sketches_on_plane,
 )
-from ._storage import max_label
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +145,7 @@ def gather_run(
     }
     # New ids only depend on the output's highest id: scan a zarr-backed output chunk by chunk
     # for it instead of handing the whole array over.
-    ids = assign_label_ids(np.array([max_label(output.data)]), found.wanted, reused)
+    ids = assign_label_ids(output.data, found.wanted, reused)
     prompts = [
         ObjectPrompt(
             plane.axis,

@@ -19,13 +19,12 @@ import numpy as np
 from magicgui.widgets import CheckBox
 from napari.layers import Labels
 
-from ..labeling import ObjectEdit
+from ..labeling import ObjectEdit, chunked_view
 from ..propagation import SliceUpdate
 from ..series import SeriesUpdate
 from ..weights import CheckpointError
 from ._prompts import PromptError, check_image
 from ._runner import RunFailed, RunResult, RunState
-from ._storage import chunked_view
 
 if TYPE_CHECKING:
     from .widget import PropSAMWidget

@@ -21,11 +21,11 @@ import numpy as np
 from magicgui.widgets import Container, PushButton
 from superqt.utils import ensure_main_thread
 
+from ..labeling import max_label
 from ..weights import CheckpointError
 from ._gather import read_prompt_layer
 from ._prompts import check_image, displayed_plane
 from ._runner import PromptsFound, RunFailed, RunResult, RunState
-from ._storage import max_label
 
 if TYPE_CHECKING:
     from .widget import PropSAMWidget

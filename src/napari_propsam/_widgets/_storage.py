@@ -66,27 +66,3 @@ def new_labels_data(shape: Sequence[int], dtype: Any = np.int32) -> Any:
     return zarr.open_array(
         store=path, mode="w", shape=shape, chunks=chunks, dtype=dtype, fill_value=0
     )
-
-
-def chunked_view(data: Any) -> Any:
-    """``data`` itself if it is in memory, else a dask view that reductions read chunk by chunk.
-
-    ``np.max`` of a zarr array would load it whole; of the dask view it streams the chunks.
-    """
-    if isinstance(data, np.ndarray):
-        return data
-    import dask.array as da
-
-    if isinstance(data, da.Array):
-        return data
-    chunks = getattr(data, "chunks", None)
-    return da.from_array(data, chunks=chunks if chunks is not None else "auto")
-
-
-def max_label(data: Any) -> int:
-    """Highest value of a labels array (0 when empty), read chunk by chunk when it is lazy."""
-    if not np.prod(data.shape):
-        return 0
-    view = chunked_view(data)
-    top = view.max()
-    return int(top.compute() if hasattr(top, "compute") else top)

@@ -41,9 +41,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if len(args.image) != len(args.labels):
         raise SystemExit("give one --labels per --image")
     vols = [
-        labelled_from_arrays(
-            read_volume(i), read_volume(lab), args.spacing, Path(i).stem
-        )
+        labelled_from_arrays(read_volume(i), read_volume(lab), args.spacing, Path(i).stem)
         for i, lab in zip(args.image, args.labels, strict=True)
     ]
     paths = finetune(
