@@ -44,3 +44,17 @@ def test_finetune_refuses_unannotated_labels(tmp_path) -> None:
     argv = ["finetune", "--image", str(tmp_path / "image.tif")]
     argv += ["--labels", str(tmp_path / "labels.tif"), "--out", str(tmp_path / "o")]
     assert main(argv) == 2
+
+
+def test_train_init_takes_a_weights_file_or_a_run_folder(tmp_path) -> None:
+    import pytest
+
+    from napari_propsam.cli._train import _init_weights
+
+    weights = tmp_path / "run" / "propmask" / "propmask.safetensors"
+    save_checkpoint(weights, PropMask(TINY))
+    assert _init_weights(None, "propmask") is None
+    assert _init_weights(str(weights), "propmask") == weights
+    assert _init_weights(str(weights.parent), "propmask") == weights
+    with pytest.raises(SystemExit, match="no box2mask weights"):
+        _init_weights(str(weights.parent), "box2mask")

@@ -28,11 +28,23 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             exclude_families=args.exclude,
             families=args.families,
-            init_weights=Path(args.init) / f"{net}.safetensors" if args.init else None,
+            init_weights=_init_weights(args.init, net),
             **overrides,
         )
         logger.info("%s weights: %s", net, path)
     return 0
+
+
+def _init_weights(init: str | None, network: str) -> Path | None:
+    """``--init``: a weights file, or a training-run folder holding ``<network>.safetensors``."""
+    if init is None:
+        return None
+    path = Path(init)
+    if path.is_dir():
+        path = path / f"{network}.safetensors"
+    if not path.is_file():
+        raise SystemExit(f"--init: no {network} weights at {path}")
+    return path
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -83,7 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--init",
         default=None,
-        help="folder with <network>.safetensors to start from (a warm restart)",
+        help="weights file, or a run folder with <network>.safetensors, to start from "
+        "(a warm restart)",
     )
     p.set_defaults(func=cmd_train)
 
