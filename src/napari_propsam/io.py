@@ -13,7 +13,22 @@ import numpy as np
 
 
 def read_volume(path: str | Path) -> Any:
-    """Open a tif (memory-mapped when possible) or a zarr array lazily."""
+    """Open a ``(Z, Y, X)`` volume lazily: tif (memory-mapped when possible), npy, zarr or OME-Zarr.
+
+    An OME-Zarr image (NGFF 0.4 ``multiscales`` attributes, or 0.5 under ``ome``) opens at its
+    full-resolution level; leading singleton axes such as ``t`` and ``c`` are dropped lazily so
+    the result is ZYX. A plain zarr group without that metadata opens its array ``"0"``.
+
+    Args:
+        path: The file or directory.
+
+    Returns:
+        A ``(Z, Y, X)`` array-like (numpy memmap, zarr or dask array); nothing is read yet.
+
+    Raises:
+        ValueError: an OME-Zarr image with a non-singleton time or channel axis, or a zarr group
+            holding no image.
+    """
     path = Path(path)
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
@@ -29,11 +44,83 @@ def read_volume(path: str | Path) -> Any:
         return np.load(path, mmap_mode="r")
     import zarr
 
-    arr = zarr.open(str(path), mode="r")
-    if hasattr(arr, "shape"):
+    node = zarr.open(str(path), mode="r")
+    if hasattr(node, "shape"):
+        return node
+    return _ome_image(node, path)
+
+
+def _ome_multiscales(attrs: Any) -> list[dict[str, Any]]:
+    attrs = dict(attrs)
+    if "ome" in attrs:  # NGFF 0.5 nests the metadata
+        attrs = dict(attrs["ome"])
+    return list(attrs.get("multiscales") or [])
+
+
+def _ome_image(group: Any, path: Path) -> Any:
+    """The full-resolution array of an OME-Zarr group, as ``(Z, Y, X)``."""
+    multiscales = _ome_multiscales(group.attrs)
+    if not multiscales:
+        if "0" in group:
+            return group["0"]
+        raise ValueError(f"{path} is a zarr group with no 'multiscales' metadata and no array '0'")
+    ms = multiscales[0]
+    arr = group[ms["datasets"][0]["path"]]
+    names = [a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes", [])]
+    if not names:  # NGFF < 0.4 has no axes: the last three are zyx by convention
+        names = [f"dim{i}" for i in range(arr.ndim - 3)] + ["z", "y", "x"]
+    extra = [i for i, n in enumerate(names) if n not in ("z", "y", "x")]
+    if not extra:
         return arr
-    # An OME-Zarr group: the full-resolution level is "0".
-    return arr["0"]
+    for i in extra:
+        if arr.shape[i] != 1:
+            raise ValueError(
+                f"{path}: axis '{names[i]}' has {arr.shape[i]} entries; segment one "
+                f"{names[i]} at a time (export a single-{names[i]} ZYX volume)"
+            )
+    import dask.array as da
+
+    view = da.from_array(arr, chunks=arr.chunks)  # lazy: indexing reads only the touched chunks
+    return view[tuple(0 if i in extra else slice(None) for i in range(arr.ndim))]
+
+
+def read_spacing(path: str | Path) -> tuple[float, float, float] | None:
+    """The ``(z, y, x)`` voxel size an OME-Zarr image records, or None for other files.
+
+    Read from the full-resolution level's ``scale`` coordinate transformation (and a global one,
+    if present, multiplied in).
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff", ".npy"):
+        return None
+    try:
+        import zarr
+
+        node = zarr.open(str(path), mode="r")
+    except Exception:  # noqa: BLE001 - not a zarr store: it records no spacing
+        return None
+    if hasattr(node, "shape"):
+        return None
+    multiscales = _ome_multiscales(node.attrs)
+    if not multiscales:
+        return None
+    ms = multiscales[0]
+    names = [a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes", [])]
+    scale = None
+    for t in ms["datasets"][0].get("coordinateTransformations", []):
+        if t.get("type") == "scale":
+            scale = [float(v) for v in t["scale"]]
+    if scale is None:
+        return None
+    for t in ms.get("coordinateTransformations", []):
+        if t.get("type") == "scale":
+            scale = [a * float(b) for a, b in zip(scale, t["scale"], strict=True)]
+    if not names:
+        names = [f"dim{i}" for i in range(len(scale) - 3)] + ["z", "y", "x"]
+    by_name = dict(zip(names, scale, strict=True))
+    if not all(k in by_name for k in "zyx"):
+        return None
+    return (by_name["z"], by_name["y"], by_name["x"])
 
 
 def write_volume(path: str | Path, data: np.ndarray) -> None:
@@ -56,4 +143,4 @@ def write_volume(path: str | Path, data: np.ndarray) -> None:
         z[:] = data
 
 
-__all__ = ["read_volume", "write_volume"]
+__all__ = ["read_spacing", "read_volume", "write_volume"]

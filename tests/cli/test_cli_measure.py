@@ -71,3 +71,20 @@ def test_measure_bad_spacing_is_a_user_error(tmp_path):
     args = ["measure", str(tmp_path / "labels.npy"), "--spacing", "1", "0", "1"]
     assert main([*args, "--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_measure_takes_the_spacing_an_ome_zarr_records(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from test_io import write_ome_zarr
+
+    path = write_ome_zarr(tmp_path / "labels.ome.zarr", _labels()[None], (1, 2.0, 0.5, 0.5), "czyx")
+    out = tmp_path / "objects.csv"
+    assert main(["measure", str(path), "--out", str(out)]) == 0
+    rows = _read(out)
+    assert float(rows[0]["volume"]) == pytest.approx(4 * 6 * 10 * 2 * 0.5 * 0.5)
+    # --spacing wins over the metadata
+    assert main(["measure", str(path), "--spacing", "1", "1", "1", "--out", str(out)]) == 0
+    assert float(_read(out)[0]["volume"]) == pytest.approx(4 * 6 * 10)

@@ -7,8 +7,13 @@ never travel further than the ``cli`` package.
 from __future__ import annotations
 
 import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
 
 from ..config import BoxConfig, PropagationConfig
+
+logger = logging.getLogger("napari_propsam")
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -33,3 +38,16 @@ def engine_configs(args: argparse.Namespace) -> tuple[PropagationConfig, BoxConf
         thickness=args.thickness, min_area=args.min_area, crop_ratio=args.crop_ratio
     )
     return prop, BoxConfig()
+
+
+def image_spacing(spacing: Sequence[float] | None, path: str | Path) -> tuple[float, ...] | None:
+    """``--spacing`` if given (checked later by its user), else the ``(z, y, x)`` voxel size an
+    OME-Zarr ``path`` records (None for files that record none)."""
+    if spacing is not None:
+        return tuple(float(v) for v in spacing)
+    from ..io import read_spacing
+
+    found = read_spacing(path)
+    if found is not None:
+        logger.info("spacing (z, y, x) = %s, from the OME-Zarr metadata of %s", found, path)
+    return found

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from ..io import read_volume
+from ._common import image_spacing
 
 logger = logging.getLogger("napari_propsam")
 
@@ -14,7 +15,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from ..measure import measure_labels, validate_spacing, write_measurements_csv
 
     # Checked before any file is opened, so a typo fails fast on a huge volume.
-    spacing = validate_spacing(args.spacing)
+    spacing = validate_spacing(image_spacing(args.spacing, args.labels))
     labels = read_volume(args.labels)
     image = None if args.image is None else read_volume(args.image)
     table = measure_labels(labels, image=image, spacing=spacing)

@@ -20,7 +20,7 @@ from dataclasses import fields
 import numpy as np
 
 from ..io import read_volume, write_volume
-from ._common import add_engine_options, engine_configs
+from ._common import add_engine_options, engine_configs, image_spacing
 
 logger = logging.getLogger("napari_propsam")
 
@@ -56,7 +56,7 @@ def _cmd_single(args: argparse.Namespace) -> int:
         axis=args.axis,
         box=args.box,
         mask=mask,
-        spacing=args.spacing,
+        spacing=image_spacing(args.spacing, args.image),
         model=args.model,
         device=args.device,
         **{f.name: getattr(prop, f.name) for f in fields(prop)},
@@ -98,7 +98,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         model=args.model,
         device=args.device,
-        spacing=args.spacing,
+        spacing=image_spacing(args.spacing, args.image),
         overwrite=args.overwrite,
         resume=args.resume,
         keep_parts=not args.discard_parts,

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..io import read_volume, write_volume
 from ..similar import SimilarConfig
-from ._common import add_engine_options, engine_configs
+from ._common import add_engine_options, engine_configs, image_spacing
 
 logger = logging.getLogger("napari_propsam")
 
@@ -54,7 +54,7 @@ def cmd_find_similar(args: argparse.Namespace) -> int:
         boxes=args.box or None,
         region=args.region,
         slice_range=args.slice_range,
-        spacing=args.spacing,
+        spacing=image_spacing(args.spacing, args.image),
         model=args.model,
         device=args.device,
         config=_similar_config(args),
@@ -86,7 +86,7 @@ def cmd_find_similar(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             model=args.model,
             device=args.device,
-            spacing=args.spacing,
+            spacing=image_spacing(args.spacing, args.image),
             overwrite=True,
             config=prop,
             box_config=box_cfg,
