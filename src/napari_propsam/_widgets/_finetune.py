@@ -81,7 +81,8 @@ def _finetune_work(
     """Worker body: build the training volume and fine-tune (core calls only)."""
     from ..training import finetune, labelled_from_arrays
 
-    volume = labelled_from_arrays(np.asarray(image), np.asarray(labels), spacing, name)
+    # Layer data as it is (numpy, zarr or dask): only the annotated objects' region is read.
+    volume = labelled_from_arrays(image, labels, spacing, name)
     logger.info("fine-tuning on %d objects of '%s' into %s", len(volume.targets), name, out_dir)
     return finetune(
         [volume],
