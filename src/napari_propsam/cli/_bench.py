@@ -9,14 +9,34 @@ logger = logging.getLogger("napari_propsam")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..evaluation import evaluate, heldout_volumes, summarise
+    import datetime
+    import time
+
+    from ..evaluation import OFFSETS, evaluate, heldout_volumes, summarise
 
     vols = heldout_volumes(args.per_family, args.families)
     logger.info("held-out set: %d volumes; axes %s; prompts %s", len(vols), args.axes, args.prompts)
+    # One object per volume, one prompt per offset, axis and kind; twice with the baseline.
+    total = (
+        len(vols)
+        * len(args.axes)
+        * len(OFFSETS)
+        * len(args.prompts)
+        * (1 if args.no_baseline else 2)
+    )
     done = []
+    start = last = time.perf_counter()
 
     def progress(r) -> None:
+        nonlocal last
         done.append(r)
+        now = time.perf_counter()
+        if now - last > 30 and len(done) < total:
+            last = now
+            eta = (now - start) / len(done) * (total - len(done))
+            logger.info(
+                "%d/%d runs done, ETA %s", len(done), total, datetime.timedelta(seconds=int(eta))
+            )
         if args.verbose:
             logger.info(
                 "%s %s %s axis %d %+.1f: DSC %.3f (%.2f s)",
