@@ -6,7 +6,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from conftest import dice, ellipsoid_volume
+from conftest import ThresholdPredictor, dice, ellipsoid_volume
 from napari_propsam import labeling
 from napari_propsam._widgets import _storage
 
@@ -14,6 +14,7 @@ from ._helpers import show_slice
 
 SHAPE = (96, 64, 64)
 CENTER = (48, 32, 30)
+CENTER_SMALL = (24, 32, 30)  # the env fixture's ellipsoid
 
 
 class CountingVolume:
@@ -81,3 +82,29 @@ def test_small_outputs_stay_in_memory():
     assert _storage.new_labels_data((4, 8, 8)).dtype == np.int32
     view = labeling.chunked_view(zarr.zeros((4, 8, 8), chunks=(2, 8, 8), dtype="i4"))
     assert isinstance(view, da.Array) and view.chunks == ((2, 2), (8,), (8,))
+
+
+def test_multiscale_image_is_segmented_at_full_resolution(env):
+    # An OME-Zarr pyramid opens as a multiscale layer; PropSAM works on level 0, lazily.
+    from ._helpers import add_box
+
+    image = env.image.data
+    levels = [da.from_array(image, chunks=(8, 64, 64))]
+    levels.append(levels[0][:, ::2, ::2])
+    levels.append(levels[0][:, ::4, ::4])
+    pyramid = env.viewer.add_image(levels, multiscale=True, name="pyramid")
+    env.widget.image_layer = pyramid
+    add_box(env, 0, CENTER_SMALL[0])
+    show_slice(env.viewer, 0, CENTER_SMALL[0])
+    env.widget.configure(thickness=4)
+    # The box normalises over background too: threshold mid-way between 0 and 100.
+    env.widget._predictor_override = ThresholdPredictor(100.0)
+
+    result = env.widget.run(block=True)
+
+    assert result.ok and result.label_ids == [1], env.msgs["error"]
+    out = env.widget.output_layer
+    assert out.data.shape == image.shape  # full resolution, not a pyramid level
+    assert dice(np.asarray(out.data) == 1, env.truth) > 0.9
+    table = env.widget.measure.measure(block=True).table
+    assert table["mean_intensity"][0] > 50  # intensities read from level 0 of the pyramid

@@ -34,7 +34,7 @@ from superqt.utils import ensure_main_thread
 
 from ..labeling import max_label
 from . import _notify
-from ._prompts import PromptError, check_image
+from ._prompts import PromptError, check_image, full_resolution
 from ._runner import qt_deleted, wait_until
 
 if TYPE_CHECKING:
@@ -178,10 +178,10 @@ class FinetunePanel:
         layer = self.labels_layer
         if layer is None:
             raise PromptError("choose the Labels layer that holds your corrected objects")
-        if tuple(layer.data.shape) != tuple(image.data.shape):
+        if tuple(layer.data.shape) != tuple(full_resolution(image).shape):
             raise PromptError(
                 f"labels layer '{layer.name}' has shape {tuple(layer.data.shape)}, image "
-                f"'{image.name}' has {tuple(image.data.shape)}"
+                f"'{image.name}' has {tuple(full_resolution(image).shape)}"
             )
         # A zarr-backed layer is scanned chunk by chunk, never loaded whole, for this check.
         if max_label(layer.data) <= 0:
@@ -226,7 +226,7 @@ class FinetunePanel:
         self.result = result = FinetuneResult()
         self._stop = stop = threading.Event()
         worker = thread_worker(_finetune_work, start_thread=False, ignore_errors=True)(
-            image.data,
+            full_resolution(image),
             labels,
             tuple(float(s) for s in image.scale),
             layer.name,

@@ -23,6 +23,7 @@ from ._prompts import (
     boxes_on_plane,
     check_image,
     displayed_plane,
+    full_resolution,
     sketch_plane,
     sketches_on_plane,
 )
@@ -169,7 +170,7 @@ def gather_repropagate(
     where = f"slice {plane.index} of axis {plane.axis}"
     if output is None:
         raise PromptError("choose the output labels layer that holds the object")
-    if tuple(output.data.shape) != tuple(image.data.shape):
+    if tuple(output.data.shape) != tuple(full_resolution(image).shape):
         raise PromptError(f"output layer '{output.name}' does not match the image shape")
     label_id = int(output.selected_label)
     sketch = sketch_plane(output, image, plane) == label_id
@@ -191,9 +192,9 @@ def gather_repropagate(
 
 def output_shape_error(output: Labels, image: Image) -> PromptError | None:
     """The error for an output layer that does not match the image (None when it does)."""
-    if tuple(output.data.shape) == tuple(image.data.shape):
+    if tuple(output.data.shape) == tuple(full_resolution(image).shape):
         return None
     return PromptError(
         f"output layer '{output.name}' has shape {tuple(output.data.shape)}, image "
-        f"'{image.name}' has {tuple(image.data.shape)}; choose another output layer"
+        f"'{image.name}' has {tuple(full_resolution(image).shape)}; choose another output layer"
     )

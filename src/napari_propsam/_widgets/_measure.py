@@ -22,7 +22,7 @@ from napari.qt.threading import thread_worker
 
 from ..measure import measure_labels, write_measurements_csv
 from . import _notify
-from ._prompts import PromptError
+from ._prompts import PromptError, full_resolution
 from ._runner import qt_deleted, wait_until
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class MeasurePanel:
         try:
             if layer is None:
                 raise PromptError("no output labels layer to measure: run first or choose one")
-            if image is not None and tuple(image.data.shape) != tuple(layer.data.shape):
+            if image is not None and tuple(full_resolution(image).shape) != tuple(layer.data.shape):
                 image = None  # measure shapes only; intensities need a voxel-aligned image
             spacing = tuple(float(s) for s in (image.scale if image is not None else layer.scale))
         except PromptError as err:
@@ -118,7 +118,7 @@ class MeasurePanel:
         self.status.value = f"Measuring '{layer.name}'…"
         before = self.last
         worker = thread_worker(measure_labels, start_thread=False, ignore_errors=True)(
-            layer.data, None if image is None else image.data, spacing
+            layer.data, None if image is None else full_resolution(image), spacing
         )
         worker.returned.connect(lambda table: self._on_returned(layer, table))
         worker.errored.connect(self._on_errored)

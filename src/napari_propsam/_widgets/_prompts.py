@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from napari.components import ViewerModel
@@ -51,16 +52,20 @@ class BoxPrompt:
     shape_index: int
 
 
+def full_resolution(image: Image) -> Any:
+    """The ``(Z, Y, X)`` array PropSAM computes on: the image's data, or for a multiscale image
+    (e.g. an OME-Zarr pyramid) its full-resolution level, still lazy."""
+    return image.data[0] if getattr(image, "multiscale", False) else image.data
+
+
 def check_image(layer: Layer | None) -> Image:
-    """The image layer, if it is a 3D single-channel image."""
+    """The image layer, if it is a 3D single-channel image (multiscale: level 0 is used)."""
     if layer is None:
         raise PromptError("no image layer: open a 3D image (File > Open, or a sample) first")
     if not isinstance(layer, Image):
         raise PromptError(f"layer '{layer.name}' is not an image layer")
     if layer.rgb:
         raise PromptError(f"image '{layer.name}' is RGB; PropSAM needs a greyscale 3D volume")
-    if getattr(layer, "multiscale", False):
-        raise PromptError(f"image '{layer.name}' is multiscale; open its full-resolution level")
     if layer.ndim != 3:
         raise PromptError(
             f"image '{layer.name}' is {layer.ndim}D with shape {tuple(layer.data.shape)}; "
@@ -86,13 +91,13 @@ def displayed_plane(viewer: ViewerModel, image: Image) -> PromptPlane:
     axis = ({0, 1, 2} - set(shown)).pop()
     data_point = image.world_to_data(np.asarray(dims.point, dtype=float))
     index = int(np.round(data_point[axis]))
-    n = image.data.shape[axis]
+    n = full_resolution(image).shape[axis]
     if not 0 <= index < n:
         raise PromptError(
             f"the displayed slice ({index} along axis {axis}) is outside image '{image.name}' "
             f"(0..{n - 1}); scroll to a slice of the image"
         )
-    plane_shape = tuple(int(image.data.shape[a]) for a in shown)
+    plane_shape = tuple(int(full_resolution(image).shape[a]) for a in shown)
     return PromptPlane(axis, index, plane_shape)  # type: ignore[arg-type]
 
 
@@ -138,7 +143,7 @@ def sketch_plane(labels: Labels, image: Image, plane: PromptPlane) -> np.ndarray
     shape = tuple(labels.data.shape)
     if getattr(labels, "multiscale", False):
         raise PromptError(f"labels layer '{labels.name}' is multiscale; use a plain labels layer")
-    if shape == tuple(image.data.shape):
+    if shape == tuple(full_resolution(image).shape):
         index: list[object] = [slice(None), slice(None)]
         index.insert(plane.axis, plane.index)
         return np.asarray(labels.data[tuple(index)])
@@ -146,7 +151,7 @@ def sketch_plane(labels: Labels, image: Image, plane: PromptPlane) -> np.ndarray
         return np.asarray(labels.data)
     raise PromptError(
         f"labels layer '{labels.name}' has shape {shape}, which does not match image "
-        f"'{image.name}' {tuple(image.data.shape)}"
+        f"'{image.name}' {tuple(full_resolution(image).shape)}"
     )
 
 

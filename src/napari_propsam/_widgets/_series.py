@@ -23,7 +23,7 @@ from ..labeling import ObjectEdit, chunked_view
 from ..propagation import SliceUpdate
 from ..series import SeriesUpdate
 from ..weights import CheckpointError
-from ._prompts import PromptError, check_image
+from ._prompts import PromptError, check_image, full_resolution
 from ._runner import RunFailed, RunResult, RunState
 
 if TYPE_CHECKING:
@@ -88,10 +88,10 @@ class SeriesPanel:
                     "a 2D series needs painted annotations: choose a sketch (Labels) layer and "
                     "paint the objects on one or a few images"
                 )
-            if tuple(source.data.shape) != tuple(image.data.shape):
+            if tuple(source.data.shape) != tuple(full_resolution(image).shape):
                 raise PromptError(
                     f"sketch layer '{source.name}' has shape {tuple(source.data.shape)}, which "
-                    f"does not match image '{image.name}' {tuple(image.data.shape)}"
+                    f"does not match image '{image.name}' {tuple(full_resolution(image).shape)}"
                 )
             annotations = annotated_images(source)
             if not annotations:
@@ -113,7 +113,7 @@ class SeriesPanel:
         return w.launch(
             run,
             series_work,
-            image.data,
+            full_resolution(image),
             annotations,
             block=block,
             timeout=timeout,

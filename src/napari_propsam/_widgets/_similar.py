@@ -24,7 +24,7 @@ from superqt.utils import ensure_main_thread
 from ..labeling import max_label
 from ..weights import CheckpointError
 from ._gather import read_prompt_layer
-from ._prompts import check_image, displayed_plane
+from ._prompts import check_image, displayed_plane, full_resolution
 from ._runner import PromptsFound, RunFailed, RunResult, RunState
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class SimilarPanel:
         return w.launch(
             run,
             similar_work,
-            image.data,
+            full_resolution(image),
             block=block,
             timeout=timeout,
             busy_text=f"Searching slice {plane.index} for objects like {len(found)} example(s)…",

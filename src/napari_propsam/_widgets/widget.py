@@ -41,6 +41,7 @@ from ._finetune import FinetunePanel
 from ._gather import Gathered, gather_repropagate, gather_run, output_shape_error
 from ._history import UndoGroup
 from ._measure import MeasurePanel
+from ._prompts import full_resolution
 from ._runner import PromptsFound, RunFailed, RunResult, RunState, wait_until, work
 from ._series import SeriesPanel
 from ._settings import Settings
@@ -225,7 +226,7 @@ class PropSAMWidget(Container):
             layer.mode = "add_rectangle"
         else:
             layer = self.viewer.add_labels(
-                new_labels_data(image.data.shape), name="PropSAM sketch", **geo
+                new_labels_data(full_resolution(image).shape), name="PropSAM sketch", **geo
             )
             layer.mode = "paint"
         self.prompt_layer = layer
@@ -277,7 +278,7 @@ class PropSAMWidget(Container):
         if layer is None:
             active = self.viewer.layers.selection.active
             layer = self.viewer.add_labels(
-                new_labels_data(image.data.shape),
+                new_labels_data(full_resolution(image).shape),
                 name=f"{image.name} PropSAM",
                 scale=image.scale,
                 translate=image.translate,
@@ -366,7 +367,7 @@ class PropSAMWidget(Container):
         return self.launch(
             run,
             work,
-            found.image.data,
+            full_resolution(found.image),
             found.prompts,
             block=block,
             timeout=timeout,
