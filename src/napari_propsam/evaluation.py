@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .api import apply_update, propagate
+from .config import PropagationConfig
 from .predictors import PropMaskPredictor
 from .registry import ModelSpec, resolve_model
 
@@ -107,6 +108,7 @@ def evaluate(
     baseline: bool = True,
     max_objects: int = 1,
     on_result: Callable[[Result], None] | None = None,
+    config: PropagationConfig | None = None,
 ) -> list[Result]:
     """Run PropSAM (and the random-walker baseline) on labelled volumes.
 
@@ -121,6 +123,7 @@ def evaluate(
         baseline: Also run the random walker.
         max_objects: Objects per volume (the largest first).
         on_result: Called with each result as it comes (progress printing).
+        config: PropSAM's propagation settings (None = the defaults, as the released code).
     """
     from .baselines import random_walker_from_slice
 
@@ -155,6 +158,7 @@ def evaluate(
                                 model=bundle,
                                 predictor=predictor,
                                 device=device,
+                                config=config,
                                 **prompt,
                             ):
                                 if u.final:

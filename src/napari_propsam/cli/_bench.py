@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..config import PropagationConfig
+
 logger = logging.getLogger("napari_propsam")
 
 
@@ -49,8 +51,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 r.seconds,
             )
 
+    prop = PropagationConfig(
+        thickness=args.thickness, min_area=args.min_area, crop_ratio=args.crop_ratio
+    )
     results = evaluate(
         vols,
+        config=prop,
         model=args.model,
         device=args.device,
         axes=args.axes,
@@ -118,14 +124,18 @@ def cmd_models(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands to the ``propsam`` parser."""
     p = sub.add_parser("bench", help="held-out accuracy vs the random-walker baseline")
-    p.add_argument("--model", default=None)
-    p.add_argument("--device", default=None)
     p.add_argument("--per-family", type=int, default=2, help="volumes per synthetic family")
     p.add_argument("--families", nargs="*", default=None)
     p.add_argument("--axes", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--prompts", nargs="+", default=["mask", "box"], choices=("mask", "box"))
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--csv", default=None, help="also write every result to this CSV")
+    g = p.add_argument_group("engine")
+    g.add_argument("--model", default=None, help="bundled model name or path to propmask weights")
+    g.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps")
+    g.add_argument("--thickness", type=float, default=PropagationConfig.thickness)
+    g.add_argument("--min-area", type=float, default=PropagationConfig.min_area)
+    g.add_argument("--crop-ratio", type=float, default=PropagationConfig.crop_ratio)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("models", help="list bundled models")
