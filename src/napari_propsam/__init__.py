@@ -14,7 +14,7 @@ from ._version import __version__
 from .api import ObjectROI, apply_update, box_to_mask, propagate, segment, segment_roi
 from .batch import iter_batch, run_batch
 from .config import BoxConfig, PropagationConfig
-from .device import select_device
+from .device import select_device, tune_malloc
 from .propagation import SliceUpdate
 from .registry import ModelBundle, ModelInfo, list_models, resolve_model
 from .series import SeriesUpdate, propagate_series, propagate_series_stream, read_series
@@ -49,4 +49,5 @@ __all__ = [
     "segment",
     "segment_roi",
     "select_device",
+    "tune_malloc",
 ]

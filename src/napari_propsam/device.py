@@ -64,3 +64,44 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
 def use_half(device: torch.device) -> bool:
     """Half precision only on a CUDA GPU; CPU and MPS stay in float32 for accuracy."""
     return device.type == "cuda"
+
+
+_malloc_tuned = False
+
+
+def tune_malloc() -> bool:
+    """Stop glibc from handing large freed blocks back to the OS after every forward pass.
+
+    By default glibc serves big allocations (activations, crops) with fresh ``mmap`` pages and
+    unmaps them on free, so each forward pass page-faults its tensors in again: on the lite model
+    that is a quarter of the CPU time in the kernel. Fixing the mmap threshold at 32 MiB and the
+    trim threshold at 512 MiB keeps those pages in the heap (``benchmarks/bench_malloc.py``
+    measures the effect). Setting only the trim threshold would be worse than nothing: it
+    freezes the mmap threshold at its small default.
+
+    The setting is process-wide, so the library never applies it on import: the ``propsam``
+    command and the batch workers it starts call this; call it yourself in a script (or in
+    napari's console) if you like. A no-op returning False where glibc is not the C library.
+
+    Returns:
+        True if both thresholds are set (now or by an earlier call).
+    """
+    global _malloc_tuned
+    if _malloc_tuned:
+        return True
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's <malloc.h>
+    ok = libc.mallopt(m_mmap_threshold, 32 * 2**20) == 1
+    ok = ok and libc.mallopt(m_trim_threshold, 512 * 2**20) == 1
+    _malloc_tuned = ok
+    if ok:
+        logger.debug("glibc malloc: mmap threshold 32 MiB, trim threshold 512 MiB")
+    return ok

