@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from .device import tune_malloc
+
+    tune_malloc()  # the demo's process is ours (see docs/performance.md)
     out_dir = Path(args.out)
     gui = not args.headless and _has_display()
     try:
