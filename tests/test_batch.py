@@ -26,7 +26,7 @@ from napari_propsam.batch import (
     run_batch,
     start_local_cluster,
 )
-from napari_propsam.io import read_volume
+from napari_propsam.io import read_spacing, read_volume
 from napari_propsam.labeling import ObjectPrompt
 from napari_propsam.weights import save_checkpoint
 
@@ -289,6 +289,14 @@ def test_tif_and_zarr_outputs_hold_the_same_labels(data, tmp_path: Path) -> None
     assert isinstance(zarr.open(str(zar), mode="r"), zarr.Array)
     np.testing.assert_array_equal(read_labels(tif), read_labels(zar))
     assert set(np.unique(read_labels(tif))) == {0, 1, 7, 300}
+    ome = run_batch(data["tif"], prompts, tmp_path / "l.ome.zarr", **kw)
+    np.testing.assert_array_equal(read_labels(tif), read_labels(ome))
+    assert read_spacing(ome) == (1.0, 1.0, 1.0)
+    kw["spacing"] = (2, 1, 1)  # an OME-Zarr records the run's voxel size
+    ome = run_batch(data["tif"], prompts, tmp_path / "s.ome.zarr", **kw)
+    zar = run_batch(data["tif"], prompts, tmp_path / "s.zarr", **kw)
+    np.testing.assert_array_equal(read_labels(zar), read_labels(ome))
+    assert read_spacing(ome) == (2.0, 1.0, 1.0)
 
 
 def test_sparse_labels_file_as_prompts(data, tmp_path: Path) -> None:
@@ -349,7 +357,7 @@ def test_bad_batch_inputs_are_refused(data, tmp_path: Path) -> None:
     assert out.read_bytes() == b"not labels"
     with pytest.raises(ValueError, match="spacing must have 3 values"):
         run_batch(data["tif"], prompts, tmp_path / "y.tif", spacing=(1.0, 1.0), **kw)
-    with pytest.raises(ValueError, match="must end in .tif, .tiff or .zarr"):
+    with pytest.raises(ValueError, match="must end in .tif, .tiff, .zarr or .ome.zarr"):
         run_batch(data["tif"], prompts, tmp_path / "y.png", **kw)
     with pytest.raises(ValueError, match="slice 30 is outside the image"):
         run_batch(data["tif"], [BatchPrompt(1, 0, 30, (1, 1, 5, 5))], tmp_path / "y.tif", **kw)

@@ -86,3 +86,12 @@ def test_plain_files_record_no_spacing_and_round_trip(tmp_path):
         assert read_spacing(tmp_path / name) is None
     tifffile.imwrite(tmp_path / "c.tif", vol, compression="zlib")  # not memory-mappable
     np.testing.assert_array_equal(np.asarray(read_volume(tmp_path / "c.tif")[:]), vol)
+
+
+def test_ome_zarr_output_round_trips_with_its_spacing(tmp_path):
+    vol = _volume()
+    write_volume(tmp_path / "labels.ome.zarr", vol, spacing=(3.0, 0.5, 0.5))
+    np.testing.assert_array_equal(np.asarray(read_volume(tmp_path / "labels.ome.zarr")[:]), vol)
+    assert read_spacing(tmp_path / "labels.ome.zarr") == (3.0, 0.5, 0.5)
+    write_volume(tmp_path / "plain.zarr", vol, spacing=(3.0, 0.5, 0.5))  # plain zarr: no metadata
+    assert read_spacing(tmp_path / "plain.zarr") is None

@@ -123,9 +123,72 @@ def read_spacing(path: str | Path) -> tuple[float, float, float] | None:
     return (by_name["z"], by_name["y"], by_name["x"])
 
 
-def write_volume(path: str | Path, data: np.ndarray) -> None:
-    """Write labels as tif or zarr (by suffix), atomically for tif."""
+def is_ome_zarr_path(path: str | Path) -> bool:
+    """Whether an output path asks for OME-Zarr (its name ends in ``.ome.zarr``)."""
+    return Path(path).name.lower().endswith(".ome.zarr")
+
+
+def create_ome_zarr(
+    path: str | Path,
+    shape: tuple[int, ...],
+    dtype: Any,
+    chunks: tuple[int, ...],
+    spacing: tuple[float, float, float] | None = None,
+) -> Any:
+    """Create a single-resolution OME-Zarr (NGFF 0.4) labels image and return its array.
+
+    Args:
+        path: Directory to create (replaced if it exists).
+        shape: ``(Z, Y, X)``.
+        dtype: Integer dtype of the labels.
+        chunks: ``(z, y, x)`` chunk shape.
+        spacing: ``(z, y, x)`` voxel size recorded as the ``scale`` transformation (1, 1, 1 if
+            None).
+
+    Returns:
+        The zero-filled ``(Z, Y, X)`` zarr array of level ``"0"``, open for writing.
+    """
+    import zarr
+
+    group = zarr.open_group(str(path), mode="w")
+    scale = [float(v) for v in (spacing or (1.0, 1.0, 1.0))]
+    group.attrs.update(
+        {
+            "multiscales": [
+                {
+                    "version": "0.4",
+                    "name": Path(path).name,
+                    "axes": [{"name": a, "type": "space"} for a in "zyx"],
+                    "datasets": [
+                        {
+                            "path": "0",
+                            "coordinateTransformations": [{"type": "scale", "scale": scale}],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    kwargs = {"shape": tuple(shape), "chunks": tuple(chunks), "dtype": dtype, "fill_value": 0}
+    # zarr 3 names it create_array; zarr 2 create_dataset (zarr 3 keeps it, deprecated)
+    create = getattr(group, "create_array", None) or group.create_dataset
+    return create("0", **kwargs)
+
+
+def write_volume(
+    path: str | Path, data: np.ndarray, spacing: tuple[float, float, float] | None = None
+) -> None:
+    """Write a ``(Z, Y, X)`` volume by suffix: tif (atomically), npy, zarr, or OME-Zarr.
+
+    Args:
+        path: ``.tif``/``.tiff``, ``.npy``, ``.zarr``, or ``.ome.zarr`` (an NGFF 0.4 image
+            recording ``spacing`` as its scale, which napari's OME-Zarr readers open with the
+            right voxel size).
+        data: The array.
+        spacing: ``(z, y, x)`` voxel size, used by OME-Zarr only.
+    """
     path = Path(path)
+    chunks = tuple(min(s, c) for s, c in zip(data.shape, (32, 256, 256), strict=False))
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
@@ -134,13 +197,13 @@ def write_volume(path: str | Path, data: np.ndarray) -> None:
         tmp.replace(path)
     elif path.suffix.lower() == ".npy":
         np.save(path, data)
+    elif is_ome_zarr_path(path):
+        create_ome_zarr(path, data.shape, data.dtype, chunks, spacing)[...] = data
     else:
         import zarr
 
-        z = zarr.open_array(
-            str(path), mode="w", shape=data.shape, dtype=data.dtype, chunks=(32, 256, 256)
-        )
-        z[:] = data
+        z = zarr.open_array(str(path), mode="w", shape=data.shape, dtype=data.dtype, chunks=chunks)
+        z[...] = data
 
 
-__all__ = ["read_spacing", "read_volume", "write_volume"]
+__all__ = ["create_ome_zarr", "is_ome_zarr_path", "read_spacing", "read_volume", "write_volume"]

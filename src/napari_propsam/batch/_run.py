@@ -221,7 +221,8 @@ def run_batch(
             f"all {total} objects failed; first error: {next(iter(failed.values()))}"
         )
     ids = [p.label_id for p in plan.prompts if p.label_id not in failed]
-    _, painted = merge_parts(out, parts, ids, plan.shape)
+    spacing = plan.tasks[0].spacing if plan.tasks else None
+    _, painted = merge_parts(out, parts, ids, plan.shape, spacing)
     hidden = [i for i, n in painted.items() if n == 0]
     if hidden:
         logger.warning("objects %s have no voxel left after overlaps (lower ids won)", hidden)

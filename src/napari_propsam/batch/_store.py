@@ -1,6 +1,6 @@
 """On-disk state of a batch run: per-object parts, the manifest, and the merged labels.
 
-Layout for an output ``LABELS`` (``.tif``/``.tiff`` or ``.zarr``)::
+Layout for an output ``LABELS`` (``.tif``/``.tiff``, ``.zarr`` or ``.ome.zarr``)::
 
     LABELS.parts/manifest.json   what the parts were computed from (image, model, options)
     LABELS.parts/<id>.npz        one finished object: its ZYX bounding box, packed bool mask and
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..api import ObjectROI
+from ..io import is_ome_zarr_path
 from ._prompts import BatchPrompt
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,9 @@ def output_kind(out: str | Path) -> str:
         return "tif"
     if suffix == ".zarr":
         return "zarr"
-    raise ValueError(f"the output must end in .tif, .tiff or .zarr, got {Path(out).name!r}")
+    raise ValueError(
+        f"the output must end in .tif, .tiff, .zarr or .ome.zarr, got {Path(out).name!r}"
+    )
 
 
 def parts_dir(out: str | Path) -> Path:
@@ -193,7 +196,14 @@ def labels_dtype(max_id: int) -> np.dtype:
     return np.dtype(np.uint64)
 
 
-def _open_target(tmp: Path, kind: str, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+def _open_target(
+    tmp: Path,
+    kind: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    spacing: tuple[float, float, float] | None = None,
+    ome: bool = False,
+) -> Any:
     """A zero-filled, disk-backed labels array at ``tmp`` (never the whole volume in RAM)."""
     if kind == "tif":
         import tifffile
@@ -205,6 +215,10 @@ def _open_target(tmp: Path, kind: str, shape: tuple[int, ...], dtype: np.dtype) 
     import zarr
 
     chunks = tuple(min(s, c) for s, c in zip(shape, (64, 256, 256), strict=True))
+    if ome:
+        from ..io import create_ome_zarr
+
+        return create_ome_zarr(tmp, shape, dtype, chunks, spacing)
     return zarr.open_array(
         str(tmp), mode="w", shape=shape, dtype=dtype, chunks=chunks, fill_value=0
     )
@@ -222,7 +236,11 @@ def _replace(tmp: Path, out: Path) -> None:
 
 
 def merge_parts(
-    out: Path, parts: Path, label_ids: Iterable[int], shape: Sequence[int]
+    out: Path,
+    parts: Path,
+    label_ids: Iterable[int],
+    shape: Sequence[int],
+    spacing: tuple[float, float, float] | None = None,
 ) -> tuple[Path, dict[int, int]]:
     """Paint the stored objects into one labels volume and write it atomically to ``out``.
 
@@ -234,6 +252,7 @@ def merge_parts(
         parts: The parts directory.
         label_ids: Objects to paint (those without a part are skipped).
         shape: ``(Z, Y, X)`` of the volume.
+        spacing: ``(z, y, x)`` voxel size, recorded when ``out`` ends in ``.ome.zarr``.
 
     Returns:
         ``(out, {id: voxels painted})``.
@@ -246,7 +265,7 @@ def merge_parts(
     tmp = out.with_name(f"{out.name}{_TMP_TAG}{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    target = _open_target(tmp, kind, shape, dtype)
+    target = _open_target(tmp, kind, shape, dtype, spacing, is_ome_zarr_path(out))
     painted: dict[int, int] = {}
     for lid in ids:
         roi, _ = read_part(parts, lid)

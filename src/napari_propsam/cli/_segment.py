@@ -61,7 +61,11 @@ def _cmd_single(args: argparse.Namespace) -> int:
         device=args.device,
         **{f.name: getattr(prop, f.name) for f in fields(prop)},
     )
-    write_volume(args.out, out.astype(np.uint8) * np.uint8(args.label))
+    write_volume(
+        args.out,
+        out.astype(np.uint8) * np.uint8(args.label),
+        image_spacing(args.spacing, args.image),
+    )
     logger.info("wrote %s (%d voxels)", args.out, int(out.sum()))
     return 0
 
@@ -127,7 +131,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("image", help="tif, zarr or OME-Zarr volume (ZYX)")
-    p.add_argument("--out", required=True, help="labels volume to write (.tif/.tiff or .zarr)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="labels volume to write (.tif/.tiff, .zarr, or .ome.zarr with the voxel size)",
+    )
     p.add_argument("--axis", type=int, default=0, choices=(0, 1, 2))
     g = p.add_argument_group("single object")
     g.add_argument("--slice", type=int, default=None, help="prompt slice along --axis")

@@ -95,7 +95,9 @@ def cmd_find_similar(args: argparse.Namespace) -> int:
         return 0
     labels = find_similar(image, propagate_3d=not args.no_3d, **common)
     top = int(labels.max())
-    write_volume(args.out, labels.astype(_labels_dtype(top)))
+    write_volume(
+        args.out, labels.astype(_labels_dtype(top)), image_spacing(args.spacing, args.image)
+    )
     n = len(np.unique(labels)) - (1 if (labels == 0).any() else 0)
     print(f"{n} object(s) (examples included) -> {args.out}")
     return 0
@@ -133,7 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="also search these slices (every few; the example slice is always searched)",
     )
-    p.add_argument("--out", required=True, help="labels file (.tif, .zarr or .npy)")
+    p.add_argument("--out", required=True, help="labels file (.tif, .zarr, .ome.zarr or .npy)")
     p.add_argument("--start-label", type=int, default=1)
     p.add_argument("--no-3d", action="store_true", help="only the 2D masks on their slices")
     g = p.add_argument_group("search")
