@@ -8,7 +8,7 @@ import pytest
 from conftest import ThresholdPredictor, dice, ellipsoid_volume
 from napari_propsam.api import apply_update
 from napari_propsam.config import PropagationConfig
-from napari_propsam.propagation import _VoteTile, propagate_mask
+from napari_propsam.propagation import SmallPromptWarning, _VoteTile, propagate_mask
 from napari_propsam.volume import SliceReader
 
 
@@ -140,3 +140,14 @@ def test_mean_vote_guides_next_round():
     image, truth = ellipsoid_volume(shape=(40, 48, 48), center=(20, 24, 24), radii=(15, 10, 10))
     out, ups, _ = run(image, 20, truth[20], thickness=3, predictor=Half(), min_area=1e9)
     assert {u.index for u in ups} == set(range(17, 24))  # one round only: area below min_area
+
+
+def test_a_prompt_below_min_area_warns_that_propagation_will_stop_early():
+    image, truth = ellipsoid_volume(shape=(40, 48, 48), center=(20, 24, 24), radii=(12, 4, 4))
+    with pytest.warns(SmallPromptWarning, match="lower min_area"):
+        run(image, 20, truth[20], thickness=3)  # about 50 px < 100
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SmallPromptWarning)
+        run(image, 20, truth[20], thickness=3, min_area=20)  # no warning once lowered

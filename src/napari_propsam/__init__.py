@@ -15,7 +15,7 @@ from .api import ObjectROI, apply_update, box_to_mask, propagate, segment, segme
 from .batch import iter_batch, run_batch
 from .config import BoxConfig, PropagationConfig
 from .device import select_device, tune_malloc
-from .propagation import SliceUpdate
+from .propagation import SliceUpdate, SmallPromptWarning
 from .registry import ModelBundle, ModelInfo, list_models, resolve_model
 from .series import SeriesUpdate, propagate_series, propagate_series_stream, read_series
 from .similar import SimilarConfig, SimilarFound, detect_similar, find_similar, find_similar_stream
@@ -32,6 +32,7 @@ __all__ = [
     "SimilarConfig",
     "SimilarFound",
     "SliceUpdate",
+    "SmallPromptWarning",
     "__version__",
     "apply_update",
     "box_to_mask",

@@ -13,6 +13,7 @@ follows the object, not the volume.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -125,6 +126,10 @@ def _neighbours(guide: int, k: int, n_slices: int) -> list[int]:
     return out
 
 
+class SmallPromptWarning(UserWarning):
+    """The prompt is smaller than ``min_area``: propagation will probably stop after one round."""
+
+
 def propagate_mask(
     reader: SliceReader,
     slice_index: int,
@@ -153,6 +158,17 @@ def propagate_mask(
     plane_shape = reader.plane_shape
     prompt = np.asarray(prompt, dtype=bool)
     k = config.neighbours(spacing)
+    area = int(prompt.sum())
+    if 0 < area < config.min_area:
+        # Silent early stops on thin objects are the commonest surprise of the released rule.
+        warnings.warn(
+            f"the prompt covers {area} px, fewer than min_area={config.min_area:g}: "
+            "propagation stops where the object's area falls below min_area, so it will likely "
+            "end after the first round; for small cross-sections lower min_area (widget: "
+            "Advanced > Min area)",
+            SmallPromptWarning,
+            stacklevel=2,
+        )
 
     # Normalisation comes from the prompt once (released code), from the prompt's window only.
     win = crop_window(prompt, config.crop_ratio, config.min_crop)
