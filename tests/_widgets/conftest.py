@@ -30,9 +30,10 @@ def env(make_napari_viewer, monkeypatch):
     widget.image_layer = layer
     widget.set_model(make_tiny_bundle(fg_bias=5))  # Box2Mask keeps the whole box
     widget._predictor_override = ThresholdPredictor(0.0)
-    msgs: dict[str, list[str]] = {"error": [], "info": []}
+    msgs: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
     monkeypatch.setattr(_notify, "show_error", msgs["error"].append)
     monkeypatch.setattr(_notify, "show_info", msgs["info"].append)
+    monkeypatch.setattr(_notify, "show_warning", msgs["warning"].append)
     yield SimpleNamespace(viewer=viewer, widget=widget, image=layer, truth=truth, msgs=msgs)
     wait_idle(widget)
     wait_idle(widget.finetune)

@@ -336,3 +336,18 @@ def test_console_recipe_from_the_docs(env):
     assert env.viewer.dims.not_displayed == (0,)
     out.undo()
     assert not out.data.any()
+
+
+def test_a_sketch_smaller_than_min_area_is_reported_as_a_warning(env, qtbot):
+    small = np.zeros(env.truth.shape[1:], bool)
+    small[30:36, 28:34] = True  # 36 px < Min area 100
+    add_sketch(env, 0, CENTER[0], {3: small})
+    show_slice(env.viewer, 0, CENTER[0])
+
+    result = env.widget.run(block=True)
+    qtbot.waitUntil(lambda: bool(env.msgs["warning"]), timeout=5000)
+
+    assert result.ok, env.msgs["error"]
+    assert len(env.msgs["warning"]) == 1
+    assert "fewer than min_area=100" in env.msgs["warning"][0]
+    assert "Advanced > Min area" in env.msgs["warning"][0]

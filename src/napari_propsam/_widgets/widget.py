@@ -403,6 +403,7 @@ class PropSAMWidget(Container):
         worker.yielded.connect(partial(self._on_yielded, run))
         worker.errored.connect(partial(self._on_errored, run))
         worker.finished.connect(partial(self._on_finished, run))
+        _notify.relay_warnings(worker)
         worker.start()
         if not block:
             return None
