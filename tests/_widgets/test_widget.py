@@ -341,13 +341,15 @@ def test_console_recipe_from_the_docs(env):
 def test_a_sketch_smaller_than_min_area_is_reported_as_a_warning(env, qtbot):
     small = np.zeros(env.truth.shape[1:], bool)
     small[30:36, 28:34] = True  # 36 px < Min area 100
-    add_sketch(env, 0, CENTER[0], {3: small})
+    other = np.zeros_like(small)
+    other[5:9, 5:9] = True  # 16 px: a second small object, a second message
+    add_sketch(env, 0, CENTER[0], {3: small, 4: other})
     show_slice(env.viewer, 0, CENTER[0])
 
     result = env.widget.run(block=True)
     qtbot.waitUntil(lambda: bool(env.msgs["warning"]), timeout=5000)
 
     assert result.ok, env.msgs["error"]
-    assert len(env.msgs["warning"]) == 1
+    assert len(env.msgs["warning"]) == 1  # one warning per run, not one per object
     assert "fewer than min_area=100" in env.msgs["warning"][0]
     assert "Advanced > Min area" in env.msgs["warning"][0]

@@ -36,15 +36,16 @@ def warning(message: str) -> None:
 def relay_warnings(worker: object) -> None:
     """Show the warnings a worker's code issues (e.g. a prompt below Min area) as notifications.
 
-    napari's workers catch warnings and emit them on ``warned``; each distinct message is shown
-    once per worker, so a run over many small objects does not flood the screen.
+    napari's workers catch warnings and emit them on ``warned`` as ``warnings.showwarning``
+    arguments. Each warning class is shown once per worker: a Find similar run over fifty small
+    objects warns once, not fifty times with fifty different pixel counts.
     """
-    seen: set[str] = set()
+    seen: set[type] = set()
 
     def show(args: tuple) -> None:
-        text = str(args[0])
-        if text not in seen:
-            seen.add(text)
-            warning(text)
+        kind = args[1] if len(args) > 1 else UserWarning
+        if kind not in seen:
+            seen.add(kind)
+            warning(str(args[0]))
 
     worker.warned.connect(show)  # type: ignore[attr-defined]
