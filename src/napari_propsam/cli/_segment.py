@@ -45,6 +45,7 @@ def _cmd_single(args: argparse.Namespace) -> int:
     if (args.box is None) == (args.mask is None):
         raise ValueError("give exactly one of --box and --mask")
     image = read_volume(args.image)
+    spacing = image_spacing(args.spacing, args.image)
     prop, _ = engine_configs(args)
     mask = None
     if args.mask is not None:
@@ -56,16 +57,12 @@ def _cmd_single(args: argparse.Namespace) -> int:
         axis=args.axis,
         box=args.box,
         mask=mask,
-        spacing=image_spacing(args.spacing, args.image),
+        spacing=spacing,
         model=args.model,
         device=args.device,
         **{f.name: getattr(prop, f.name) for f in fields(prop)},
     )
-    write_volume(
-        args.out,
-        out.astype(np.uint8) * np.uint8(args.label),
-        image_spacing(args.spacing, args.image),
-    )
+    write_volume(args.out, out.astype(np.uint8) * np.uint8(args.label), spacing)
     logger.info("wrote %s (%d voxels)", args.out, int(out.sum()))
     return 0
 

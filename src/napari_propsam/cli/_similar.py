@@ -47,6 +47,7 @@ def cmd_find_similar(args: argparse.Namespace) -> int:
     if args.examples is None and not args.box:
         raise SystemExit("give --examples SPARSE_LABELS and/or --box ROW0 COL0 ROW1 COL1")
     examples = np.asarray(read_volume(args.examples)) if args.examples is not None else None
+    spacing = image_spacing(args.spacing, args.image)
     common = dict(
         slice_index=args.slice,
         axis=args.axis,
@@ -54,7 +55,7 @@ def cmd_find_similar(args: argparse.Namespace) -> int:
         boxes=args.box or None,
         region=args.region,
         slice_range=args.slice_range,
-        spacing=image_spacing(args.spacing, args.image),
+        spacing=spacing,
         model=args.model,
         device=args.device,
         config=_similar_config(args),
@@ -86,7 +87,7 @@ def cmd_find_similar(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             model=args.model,
             device=args.device,
-            spacing=image_spacing(args.spacing, args.image),
+            spacing=spacing,
             overwrite=True,
             config=prop,
             box_config=box_cfg,
@@ -95,9 +96,7 @@ def cmd_find_similar(args: argparse.Namespace) -> int:
         return 0
     labels = find_similar(image, propagate_3d=not args.no_3d, **common)
     top = int(labels.max())
-    write_volume(
-        args.out, labels.astype(_labels_dtype(top)), image_spacing(args.spacing, args.image)
-    )
+    write_volume(args.out, labels.astype(_labels_dtype(top)), spacing)
     n = len(np.unique(labels)) - (1 if (labels == 0).any() else 0)
     print(f"{n} object(s) (examples included) -> {args.out}")
     return 0
