@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..config import PropagationConfig
+from ._common import add_engine_options, engine_configs
 
 logger = logging.getLogger("napari_propsam")
 
@@ -51,9 +51,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 r.seconds,
             )
 
-    prop = PropagationConfig(
-        thickness=args.thickness, min_area=args.min_area, crop_ratio=args.crop_ratio
-    )
+    prop, _ = engine_configs(args)
     results = evaluate(
         vols,
         config=prop,
@@ -130,12 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompts", nargs="+", default=["mask", "box"], choices=("mask", "box"))
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--csv", default=None, help="also write every result to this CSV")
-    g = p.add_argument_group("engine")
-    g.add_argument("--model", default=None, help="bundled model name or path to propmask weights")
-    g.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps")
-    g.add_argument("--thickness", type=float, default=PropagationConfig.thickness)
-    g.add_argument("--min-area", type=float, default=PropagationConfig.min_area)
-    g.add_argument("--crop-ratio", type=float, default=PropagationConfig.crop_ratio)
+    add_engine_options(p, spacing=False)  # the held-out volumes carry their own spacing
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("models", help="list bundled models")

@@ -16,8 +16,9 @@ from ..config import BoxConfig, PropagationConfig
 logger = logging.getLogger("napari_propsam")
 
 
-def add_engine_options(p: argparse.ArgumentParser) -> None:
-    """Add ``--model --device --thickness --min-area --crop-ratio --spacing`` to ``p``."""
+def add_engine_options(p: argparse.ArgumentParser, spacing: bool = True) -> None:
+    """Add ``--model --device --thickness --min-area --crop-ratio`` and, unless ``spacing`` is
+    False (commands whose volumes carry their own), ``--spacing`` to ``p``."""
     g = p.add_argument_group("engine")
     g.add_argument("--model", default=None, help="bundled model name or path to propmask weights")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -29,7 +30,8 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--min-area", type=float, default=PropagationConfig.min_area)
     g.add_argument("--crop-ratio", type=float, default=PropagationConfig.crop_ratio)
-    g.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"))
+    if spacing:
+        g.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"))
 
 
 def engine_configs(args: argparse.Namespace) -> tuple[PropagationConfig, BoxConfig]:
