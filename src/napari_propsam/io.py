@@ -57,6 +57,14 @@ def _ome_multiscales(attrs: Any) -> list[dict[str, Any]]:
     return list(attrs.get("multiscales") or [])
 
 
+def _ome_axis_names(ms: dict[str, Any], ndim: int) -> list[str]:
+    """Axis names of one ``multiscales`` entry for an ``ndim``-D level."""
+    names = [a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes", [])]
+    if not names:  # NGFF < 0.4 has no axes: the last three are zyx by convention
+        names = [f"dim{i}" for i in range(ndim - 3)] + ["z", "y", "x"]
+    return names
+
+
 def _ome_image(group: Any, path: Path) -> Any:
     """The full-resolution array of an OME-Zarr group, as ``(Z, Y, X)``."""
     multiscales = _ome_multiscales(group.attrs)
@@ -66,9 +74,7 @@ def _ome_image(group: Any, path: Path) -> Any:
         raise ValueError(f"{path} is a zarr group with no 'multiscales' metadata and no array '0'")
     ms = multiscales[0]
     arr = group[ms["datasets"][0]["path"]]
-    names = [a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes", [])]
-    if not names:  # NGFF < 0.4 has no axes: the last three are zyx by convention
-        names = [f"dim{i}" for i in range(arr.ndim - 3)] + ["z", "y", "x"]
+    names = _ome_axis_names(ms, arr.ndim)
     extra = [i for i, n in enumerate(names) if n not in ("z", "y", "x")]
     if not extra:
         return arr
@@ -105,7 +111,6 @@ def read_spacing(path: str | Path) -> tuple[float, float, float] | None:
     if not multiscales:
         return None
     ms = multiscales[0]
-    names = [a["name"] if isinstance(a, dict) else str(a) for a in ms.get("axes", [])]
     scale = None
     for t in ms["datasets"][0].get("coordinateTransformations", []):
         if t.get("type") == "scale":
@@ -115,9 +120,7 @@ def read_spacing(path: str | Path) -> tuple[float, float, float] | None:
     for t in ms.get("coordinateTransformations", []):
         if t.get("type") == "scale":
             scale = [a * float(b) for a, b in zip(scale, t["scale"], strict=True)]
-    if not names:
-        names = [f"dim{i}" for i in range(len(scale) - 3)] + ["z", "y", "x"]
-    by_name = dict(zip(names, scale, strict=True))
+    by_name = dict(zip(_ome_axis_names(ms, len(scale)), scale, strict=True))
     if not all(k in by_name for k in "zyx"):
         return None
     return (by_name["z"], by_name["y"], by_name["x"])

@@ -35,7 +35,7 @@ _TMP_TAG = ".propsam-tmp-"
 
 
 def output_kind(out: str | Path) -> str:
-    """``"tif"`` or ``"zarr"`` from an output path's suffix.
+    """``"tif"``, ``"zarr"`` or ``"ome.zarr"`` from an output path's suffix.
 
     Raises:
         ValueError: any other suffix.
@@ -44,7 +44,7 @@ def output_kind(out: str | Path) -> str:
     if suffix in (".tif", ".tiff"):
         return "tif"
     if suffix == ".zarr":
-        return "zarr"
+        return "ome.zarr" if is_ome_zarr_path(out) else "zarr"
     raise ValueError(
         f"the output must end in .tif, .tiff, .zarr or .ome.zarr, got {Path(out).name!r}"
     )
@@ -202,7 +202,6 @@ def _open_target(
     shape: tuple[int, ...],
     dtype: np.dtype,
     spacing: tuple[float, float, float] | None = None,
-    ome: bool = False,
 ) -> Any:
     """A zero-filled, disk-backed labels array at ``tmp`` (never the whole volume in RAM)."""
     if kind == "tif":
@@ -215,7 +214,7 @@ def _open_target(
     import zarr
 
     chunks = tuple(min(s, c) for s, c in zip(shape, (64, 256, 256), strict=True))
-    if ome:
+    if kind == "ome.zarr":
         from ..io import create_ome_zarr
 
         return create_ome_zarr(tmp, shape, dtype, chunks, spacing)
@@ -265,7 +264,7 @@ def merge_parts(
     tmp = out.with_name(f"{out.name}{_TMP_TAG}{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    target = _open_target(tmp, kind, shape, dtype, spacing, is_ome_zarr_path(out))
+    target = _open_target(tmp, kind, shape, dtype, spacing)
     painted: dict[int, int] = {}
     for lid in ids:
         roi, _ = read_part(parts, lid)
