@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from ..api import ObjectROI
-from ..io import is_ome_zarr_path
+from ..io import (
+    create_ome_zarr,
+    create_zarr_array,
+    finish_ome_zarr,
+    is_ome_zarr_path,
+    register_ome_zarr_labels,
+)
 from ._prompts import BatchPrompt
 
 logger = logging.getLogger(__name__)
@@ -43,10 +49,13 @@ def output_kind(out: str | Path) -> str:
     suffix = Path(out).suffix.lower()
     if suffix in (".tif", ".tiff"):
         return "tif"
+    if is_ome_zarr_path(out):  # also IMAGE/labels/NAME inside an OME-Zarr image
+        return "ome.zarr"
     if suffix == ".zarr":
-        return "ome.zarr" if is_ome_zarr_path(out) else "zarr"
+        return "zarr"
     raise ValueError(
-        f"the output must end in .tif, .tiff, .zarr or .ome.zarr, got {Path(out).name!r}"
+        f"the output must end in .tif, .tiff, .zarr or .ome.zarr (or be IMAGE/labels/NAME of "
+        f"an OME-Zarr image), got {Path(out).name!r}"
     )
 
 
@@ -211,16 +220,10 @@ def _open_target(
         return tifffile.memmap(
             str(tmp), shape=shape, dtype=dtype, bigtiff=big, photometric="minisblack"
         )
-    import zarr
-
     chunks = tuple(min(s, c) for s, c in zip(shape, (64, 256, 256), strict=True))
     if kind == "ome.zarr":
-        from ..io import create_ome_zarr
-
         return create_ome_zarr(tmp, shape, dtype, chunks, spacing)
-    return zarr.open_array(
-        str(tmp), mode="w", shape=shape, dtype=dtype, chunks=chunks, fill_value=0
-    )
+    return create_zarr_array(tmp, shape, dtype, chunks)
 
 
 def _replace(tmp: Path, out: Path) -> None:
@@ -279,7 +282,11 @@ def merge_parts(
     if kind == "tif":
         target.flush()
     del target  # closes the tif memory map before the rename
+    if kind == "ome.zarr":
+        finish_ome_zarr(tmp)  # the downsampled levels, before the output appears
     _replace(tmp, out)
+    if kind == "ome.zarr":
+        register_ome_zarr_labels(out)  # listed in its image's labels only once it is whole
     return out, painted
 
 
