@@ -1,7 +1,7 @@
 """Generate the napari sample "Micro-CT glomeruli (synthetic)" shipped with the plugin.
 
-Writes ``src/napari_propsam/_sample/glomeruli.npz`` (what the installed plugin opens) and a copy in
-``sample_data/`` at the repo root. Deterministic: the same seed gives the same file.
+Writes ``src/napari_propsam/_sample/glomeruli.npz``, the one copy in the repository, which the
+installed plugin opens. Deterministic: the same seed gives the same file.
 
     python scripts/make_sample_data.py [--seed 0]
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,6 @@ logger = logging.getLogger("make_sample_data")
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_FILE = ROOT / "src" / "napari_propsam" / "_sample" / "glomeruli.npz"
-REPO_COPY = ROOT / "sample_data" / "glomeruli.npz"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,11 +47,9 @@ def main(argv: list[str] | None = None) -> None:
         family=np.asarray(vol.family),
         seed=np.asarray(vol.seed),
     )
-    REPO_COPY.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PACKAGE_FILE, REPO_COPY)
     size = PACKAGE_FILE.stat().st_size / 1e6
-    logger.info("wrote %s (%.1f MB) and %s: image %s, %d targets, spacing %s",
-                PACKAGE_FILE, size, REPO_COPY, image.shape, len(vol.targets), vol.spacing)
+    logger.info("wrote %s (%.1f MB): image %s, %d targets, spacing %s",
+                PACKAGE_FILE, size, image.shape, len(vol.targets), vol.spacing)
 
 
 if __name__ == "__main__":
