@@ -20,7 +20,7 @@ from .predictors import Box2MaskPredictor, MaskPropagator, PropMaskPredictor
 from .prompts import normalize_box, prepare_mask
 from .propagation import SliceUpdate, propagate_mask
 from .registry import ModelSpec, resolve_model
-from .transforms import crop_window, percentile_range
+from .transforms import crop_window, intensity_window
 from .volume import SliceReader
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,18 @@ def _check_all_finite(image: Any) -> None:
     ):
         if not np.isfinite(image).all():
             raise ValueError("image contains NaN or Inf values; replace them, e.g. np.nan_to_num")
+
+
+def _prompt_window(
+    reader: SliceReader, idx: int, prompt: np.ndarray, config: PropagationConfig
+) -> tuple[float, float]:
+    """The intensity window of a ``(H, W)`` bool prompt, from its pixels on slice ``idx``."""
+    win = crop_window(prompt, config.crop_ratio, config.min_crop)
+    rows, cols = win.clipped(reader.plane_shape)
+    values = reader.read(idx, idx + 1, rows, cols)[0][prompt[rows, cols]]
+    return intensity_window(
+        values, config.intensity, config.lower_percentile, config.upper_percentile
+    )
 
 
 def box_to_mask(
@@ -167,13 +179,10 @@ def propagate(
     _check_all_finite(image)
     if box is not None:
         box_t = normalize_box(box, reader.plane_shape)
-        prompt = None
+        prompt, bounds = None, None
     else:
         prompt = prepare_mask(mask, reader.plane_shape)
-        win = crop_window(prompt, prop_cfg.crop_ratio, prop_cfg.min_crop)
-        rows, cols = win.clipped(reader.plane_shape)
-        values = reader.read(idx, idx + 1, rows, cols)[0][prompt[rows, cols]]
-        percentile_range(values, prop_cfg.lower_percentile, prop_cfg.upper_percentile)
+        bounds = _prompt_window(reader, idx, prompt, prop_cfg)
     if predictor is None or box is not None:
         bundle = resolve_model(model)
         if predictor is None:
@@ -184,8 +193,12 @@ def propagate(
     along = None if sp is None else sp[reader.axis]
 
     def run() -> Iterator[SliceUpdate]:
-        guide = prompt if prompt is not None else box_to_mask(reader, idx, box_t, b2m, box_cfg)
-        yield from propagate_mask(reader, idx, guide, predictor, prop_cfg, along)
+        if prompt is None:
+            guide = box_to_mask(reader, idx, box_t, b2m, box_cfg)
+            window = _prompt_window(reader, idx, guide, prop_cfg)
+        else:
+            guide, window = prompt, bounds
+        yield from propagate_mask(reader, idx, guide, predictor, prop_cfg, along, window)
 
     return run()
 

@@ -10,18 +10,24 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+# Kept here (not imported from transforms) so the config stays free of numpy/torch/OpenCV.
+INTENSITY_MODES: tuple[str, ...] = ("percentile", "ct-window")
+STOP_RULES: tuple[str, ...] = ("symmetric", "released")
+
 
 @dataclass(frozen=True)
 class PropagationConfig:
-    """How PropMask propagates a 2D mask through a volume (METHOD.md §2-§3).
+    """How PropMask propagates a 2D mask through a volume (the released procedure,
+    ``docs/method.md``).
 
     Attributes:
         thickness: Propagation thickness: how far each round reaches on each side of its guiding
             slice, in the physical units of ``spacing`` (the paper's default is 20 mm). When no
             spacing is given, the unit is slices.
         max_neighbours: Cap on the neighbours per side ``K`` (released code: 40).
-        min_area: A frontier slice guides the next round only if the sum of its mean votes (its
-            soft area, in pixels) is at least this.
+        min_area: A frontier slice guides the next round only if its vote sum (the pixels'
+            votes added up over every prediction of that slice) is above this; see
+            ``stop_rule`` for the side(s) it applies to.
         crop_ratio: Side of the square crop relative to the guiding mask's larger extent.
         min_crop: Smallest crop side in pixels.
         lower_percentile: Normalisation lower percentile, taken inside the prompt mask.
@@ -29,6 +35,14 @@ class PropagationConfig:
         max_batch: Most adjacent slices per forward pass; bounds memory and cancel latency.
         keep_prompt_component: Drop 3D components that do not touch the prompt (released code).
         max_rounds: Safety cap on propagation rounds per direction (0 = no cap).
+        intensity: ``"percentile"`` clips every slice to the prompt's
+            ``lower/upper_percentile`` intensities; ``"ct-window"`` (the notebook's
+            ``MODALITY="CT"``) turns them into an integer window centre/width first. Either way
+            each slice is then min-max scaled by its own range to uint8.
+        stop_rule: ``"symmetric"`` (our default): both fronts continue while the frontier
+            slice's vote sum is above ``min_area``. ``"released"``: the authors' code, which
+            applies ``min_area`` towards slice 0 but continues towards the last slice while the
+            vote sum is above 0.
     """
 
     thickness: float = 20.0
@@ -41,8 +55,16 @@ class PropagationConfig:
     max_batch: int = 32
     keep_prompt_component: bool = True
     max_rounds: int = 0
+    intensity: str = "percentile"
+    stop_rule: str = "symmetric"
 
     def __post_init__(self) -> None:
+        if self.intensity not in INTENSITY_MODES:
+            raise ValueError(
+                f"intensity must be one of {list(INTENSITY_MODES)}, got {self.intensity!r}"
+            )
+        if self.stop_rule not in STOP_RULES:
+            raise ValueError(f"stop_rule must be one of {list(STOP_RULES)}, got {self.stop_rule!r}")
         if not (math.isfinite(self.thickness) and self.thickness > 0):
             raise ValueError(f"thickness must be a positive number, got {self.thickness}")
         if self.max_neighbours < 1:
@@ -68,8 +90,9 @@ class PropagationConfig:
         step = 1.0 if spacing_along_axis is None else float(spacing_along_axis)
         if not (math.isfinite(step) and step > 0):
             raise ValueError(f"spacing must be positive, got {spacing_along_axis}")
-        # A small epsilon keeps e.g. 20 / 0.1 = 199.99999 from losing a slice to float error.
-        return max(1, min(int(self.thickness / step + 1e-9), self.max_neighbours))
+        # int(thickness / spacing) exactly as the released code computes it; at least 1 so a
+        # spacing above the thickness still propagates (the released code would stop at once).
+        return max(1, min(int(self.thickness / step), self.max_neighbours))
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,8 @@ from .device import select_device, use_half
 from .models import Box2Mask, PropMask
 from .transforms import (
     merge_deep_supervision,
-    resize_images,
-    resize_masks,
-    resize_nearest,
+    resize_nearest_np,
+    resize_uint8,
     scale_to_unit,
 )
 
@@ -36,10 +35,9 @@ class PropTask:
     """One guiding slice and the adjacent slices it guides, all cut with the same square window.
 
     Attributes:
-        guide_image: ``(s, s)`` float32 guiding slice, normalised to 0..255.
-        guide_mask: ``(s, s)`` float32 guiding mask in [0, 1] (a mean-vote map is allowed; it is
-            thresholded at 0.5 after resizing).
-        adjacent: ``(n, s, s)`` float32 adjacent slices, normalised to 0..255.
+        guide_image: ``(s, s)`` uint8 guiding slice, already clipped and scaled per slice.
+        guide_mask: ``(s, s)`` bool guiding mask (the mean vote above 0.5).
+        adjacent: ``(n, s, s)`` uint8 adjacent slices, scaled like the guide.
     """
 
     guide_image: np.ndarray
@@ -62,10 +60,16 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 
 class PropMaskPredictor:
-    """PropMask inference on crops (METHOD.md §3, "Prediction").
+    """PropMask inference on crops, as the released procedure runs it.
+
+    Crops are resized to the network input with OpenCV (bilinear on uint8; the guiding mask by
+    nearest neighbour), scaled to [-1, 1], predicted, the deep-supervision outputs averaged,
+    argmax-ed and resized back with ``INTER_NEAREST``.
 
     Args:
-        model: A PropMask network (weights loaded).
+        model: A PropMask network (weights loaded), or any ``nn.Module`` with the same
+            ``forward_flat(guide (G,1,S,S), mask (G,S,S), adjacent (N,1,S,S), index (N,))``
+            returning a list of ``(N, 2, h, w)`` logits and a ``cfg.input_size``.
         device: Device request (see :func:`napari_propsam.device.select_device`).
     """
 
@@ -75,18 +79,18 @@ class PropMaskPredictor:
         self.input_size = int(model.cfg.input_size)
 
     def _prepare(self, tasks: Sequence[PropTask]) -> tuple[torch.Tensor, ...]:
-        size, dev = self.input_size, self.device
-        g_img, g_mask, adj, index = [], [], [], []
-        for i, t in enumerate(tasks):
-            g_img.append(resize_images(torch.from_numpy(t.guide_image[None]).to(dev), size))
-            g_mask.append(resize_masks(torch.from_numpy(t.guide_mask[None]).to(dev), size))
-            adj.append(resize_images(torch.from_numpy(t.adjacent).to(dev), size))
-            index.append(torch.full((len(t.adjacent),), i, dtype=torch.long))
+        size = self.input_size
+        # Crops differ in size between tasks, so each is resized on its own first.
+        g_img = np.concatenate([resize_uint8(t.guide_image[None], size) for t in tasks])
+        g_mask = np.concatenate([resize_nearest_np(t.guide_mask[None] > 0, size) for t in tasks])
+        adj = np.concatenate([resize_uint8(t.adjacent, size) for t in tasks])
+        index = np.concatenate([np.full(len(t.adjacent), i) for i, t in enumerate(tasks)])
+        dev = self.device
         return (
-            scale_to_unit(torch.cat(g_img))[:, None],
-            torch.cat(g_mask),
-            scale_to_unit(torch.cat(adj))[:, None],
-            torch.cat(index).to(dev),
+            scale_to_unit(g_img)[:, None].to(dev),
+            torch.from_numpy(g_mask.astype(np.float32)).to(dev),
+            scale_to_unit(adj)[:, None].to(dev),
+            torch.from_numpy(index).long().to(dev),
         )
 
     @torch.inference_mode()
@@ -102,11 +106,11 @@ class PropMaskPredictor:
         g, m, a, idx = self._prepare(tasks)
         with _autocast(self.device):
             outputs = self.model.forward_flat(g, m, a, idx)
-        fg = merge_deep_supervision(outputs).argmax(dim=1)
+        fg = merge_deep_supervision(outputs).argmax(dim=1).to(torch.uint8).cpu().numpy()
         result, start = [], 0
         for t in tasks:
             n, s = len(t.adjacent), t.guide_image.shape[-1]
-            result.append(resize_nearest(fg[start : start + n], s))
+            result.append(resize_nearest_np(fg[start : start + n], s))
             start += n
         return result
 

@@ -1,13 +1,22 @@
 """The PropSAM propagation engine: a 2D mask on one slice -> a 3D object, streamed slice by slice.
 
-Implements METHOD.md §3 (released 3D procedure): per round, every guiding slice predicts all ``K``
-neighbours on each side; predictions vote per pixel (sum and count); the lowest and highest slices
-reached become the next guides while their mean-vote area stays above ``min_area``; both
-directions share one forward pass; at the end a voxel is foreground if its mean vote is above 0,
-and 3D components that do not touch the prompt are removed.
+Computes what the authors' released 3D procedure computes, voxel for voxel (``docs/method.md``
+walks through it step by step):
+
+- one intensity window from the prompt, reused every round; each slice clipped to it and
+  min-max scaled by its own range to uint8;
+- per round, every guiding slice predicts all ``K`` neighbours on each side, in a crop around
+  its guiding mask; each prediction adds one vote per pixel to that slice's vote sum and one to
+  the slice's vote count; a guide with fewer neighbours than the round's longest has its last
+  neighbour counted again, as the released batch padding does;
+- the lowest and highest slices predicted so far guide the next round while ``stop_rule``
+  allows; a guide's mask is its mean vote (sum / count) above 0.5, its crop the box of any vote;
+- a voxel is foreground if it has any vote; 3D components (6-connected) that miss the prompt
+  are removed.
 
 Votes are kept as per-slice tiles that cover only the crop windows seen on that slice, so memory
-follows the object, not the volume.
+follows the object, not the volume; slices are read only inside those windows, except when a
+window cannot tell a slice's clipped intensity range (see :class:`_SliceRanges`).
 """
 
 from __future__ import annotations
@@ -22,10 +31,20 @@ from scipy import ndimage
 
 from .config import PropagationConfig
 from .predictors import MaskPropagator, PropTask
-from .transforms import Window, crop_window, pad_to_window, percentile_range, to_uint8_range
+from .transforms import (
+    Window,
+    clipped_extremes,
+    crop_window,
+    intensity_window,
+    pad_to_window,
+    slices_to_uint8,
+)
 from .volume import SliceReader
 
 logger = logging.getLogger(__name__)
+
+# Rows read at a time when a slice's clipped range must be found beyond the crop window.
+_BAND_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -55,13 +74,17 @@ class SliceUpdate:
 
 
 class _VoteTile:
-    """Vote sum and count of one slice over the union of the windows it was predicted in."""
+    """Vote sum (per pixel) and vote count (per slice) of one slice.
+
+    The sum covers the union of the windows the slice was predicted in; the count is one number
+    for the whole slice, as in the released code, so a pixel outside some of the windows has a
+    lower mean vote than one inside all of them.
+    """
 
     def __init__(self, rows: slice, cols: slice) -> None:
         self.r0, self.c0 = rows.start, cols.start
-        shape = (rows.stop - rows.start, cols.stop - cols.start)
-        self.sum = np.zeros(shape, np.float32)
-        self.count = np.zeros(shape, np.float32)
+        self.sum = np.zeros((rows.stop - rows.start, cols.stop - cols.start), np.int32)
+        self.count = 0
 
     def _grow(self, rows: slice, cols: slice) -> None:
         r1, c1 = self.r0 + self.sum.shape[0], self.c0 + self.sum.shape[1]
@@ -69,32 +92,31 @@ class _VoteTile:
         nr1, nc1 = max(r1, rows.stop), max(c1, cols.stop)
         if (nr0, nc0, nr1, nc1) == (self.r0, self.c0, r1, c1):
             return
-        new_sum = np.zeros((nr1 - nr0, nc1 - nc0), np.float32)
-        new_count = np.zeros_like(new_sum)
+        new_sum = np.zeros((nr1 - nr0, nc1 - nc0), np.int32)
         dr, dc = self.r0 - nr0, self.c0 - nc0
         new_sum[dr : dr + self.sum.shape[0], dc : dc + self.sum.shape[1]] = self.sum
-        new_count[dr : dr + self.sum.shape[0], dc : dc + self.sum.shape[1]] = self.count
-        self.sum, self.count, self.r0, self.c0 = new_sum, new_count, nr0, nc0
+        self.sum, self.r0, self.c0 = new_sum, nr0, nc0
 
-    def add(self, rows: slice, cols: slice, vote: np.ndarray) -> None:
-        """Add one prediction ``vote`` (``(h, w)`` bool) covering ``rows x cols``."""
+    def add(self, rows: slice, cols: slice, vote: np.ndarray, weight: int = 1) -> None:
+        """Add ``weight`` predictions ``vote`` (``(h, w)`` bool) covering ``rows x cols``."""
         self._grow(rows, cols)
         r, c = rows.start - self.r0, cols.start - self.c0
         h, w = vote.shape
-        self.sum[r : r + h, c : c + w] += vote
-        self.count[r : r + h, c : c + w] += 1.0
-
-    def mean(self) -> np.ndarray:
-        """Mean vote, 0 where the slice was never predicted."""
-        return np.divide(self.sum, self.count, out=np.zeros_like(self.sum), where=self.count > 0)
+        self.sum[r : r + h, c : c + w] += vote.astype(np.int32) * weight
+        self.count += weight
 
     @property
     def offset(self) -> tuple[int, int]:
         return self.r0, self.c0
 
+    @property
+    def total(self) -> int:
+        """The slice's vote sum over all pixels (the released stopping quantity)."""
+        return int(self.sum.sum())
+
     def window_values(self, values: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
         """Tile-shaped ``values`` read in plane coordinates ``rows x cols`` (zero outside)."""
-        out = np.zeros((rows.stop - rows.start, cols.stop - cols.start), np.float32)
+        out = np.zeros((rows.stop - rows.start, cols.stop - cols.start), values.dtype)
         tr = slice(max(rows.start, self.r0), min(rows.stop, self.r0 + values.shape[0]))
         tc = slice(max(cols.start, self.c0), min(cols.stop, self.c0 + values.shape[1]))
         if tr.stop > tr.start and tc.stop > tc.start:
@@ -106,28 +128,193 @@ class _VoteTile:
             ]
         return out
 
+    def guide(self, crop_ratio: float, min_crop: int, plane_shape: tuple[int, int]):
+        """Crop window and ``(size, size)`` bool guiding mask of this slice as the next guide.
 
-@dataclass
-class _Direction:
-    """A propagation front: the slice reached so far and whether it still advances."""
+        The window is around every pixel with a vote; the mask is the mean vote above 0.5,
+        i.e. ``2 * sum > count`` in integers (the released ``sum / (count + 1e-8) > 0.5``).
+        """
+        win = crop_window(self.sum > 0, crop_ratio, min_crop, self.offset)
+        rows, cols = win.clipped(plane_shape)
+        mask = self.window_values(2 * self.sum > self.count, rows, cols)
+        return win, pad_to_window(mask[None], win)[0]
 
-    step: int  # -1 towards slice 0, +1 towards the last slice
-    reached: int
-    active: bool = True
 
+class _SliceRanges:
+    """Clipped min and max of whole slices, read no further than needed.
 
-def _neighbours(guide: int, k: int, n_slices: int) -> list[int]:
-    """All slices within ``k`` of ``guide`` on both sides, inside the volume, nearest first."""
-    out = []
-    for d in range(1, k + 1):
-        for s in (guide - d, guide + d):
-            if 0 <= s < n_slices:
-                out.append(s)
-    return out
+    The released code scales each whole slice by its own clipped range. A crop window that holds
+    values at or beyond both clipping bounds already fixes that range to the bounds; otherwise
+    the slice is read in bands of rows until both bounds are seen or the slice is exhausted.
+    """
+
+    def __init__(self, reader: SliceReader, lo: float, hi: float) -> None:
+        self.reader, self.lo, self.hi = reader, lo, hi
+        self._known: dict[int, tuple[np.float32, np.float32]] = {}
+
+    def _scan(self, s: int) -> tuple[np.float32, np.float32]:
+        h, _ = self.reader.plane_shape
+        mn, mx = np.float32(np.inf), np.float32(-np.inf)
+        for r in range(0, h, _BAND_ROWS):
+            band = self.reader.read(s, s + 1, slice(r, min(h, r + _BAND_ROWS)), slice(None))
+            bmins, bmaxs, _ = clipped_extremes(band, self.lo, self.hi)
+            mn, mx = min(mn, bmins[0]), max(mx, bmaxs[0])
+            if mn <= np.float32(self.lo) and mx >= np.float32(self.hi):
+                break
+        return np.float32(mn), np.float32(mx)
+
+    def of(self, block: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(N,)`` clipped mins and maxs of slices ``first..first+N-1``, given their window."""
+        mins, maxs, decided = clipped_extremes(block, self.lo, self.hi)
+        for i in range(len(block)):
+            s = first + i
+            if not decided[i]:
+                if s not in self._known:
+                    self._known[s] = self._scan(s)
+                mins[i], maxs[i] = self._known[s]
+        return mins, maxs
 
 
 class SmallPromptWarning(UserWarning):
     """The prompt is smaller than ``min_area``: propagation will probably stop after one round."""
+
+
+@dataclass
+class _Guide:
+    """One guiding slice of a round, its crop, normalised window block and neighbours."""
+
+    index: int
+    window: Window
+    mask: np.ndarray  # (size, size) bool
+    block: np.ndarray  # (hi - lo + 1, size, size) uint8, slices lo..hi
+    first: int  # slice index of block[0]
+    neighbours: list[int]  # ascending, without the guide itself
+    weights: dict[int, int]  # votes each neighbour's prediction counts for
+
+
+def _warn_small_prompt(area: int, min_area: float) -> None:
+    if 0 < area <= min_area:
+        # Silent early stops on thin objects are the commonest surprise of the stopping rule.
+        warnings.warn(
+            f"the prompt covers {area} px, not more than min_area={min_area:g}: "
+            "propagation stops where the object's votes on a frontier slice add up to no more "
+            "than min_area, so it will likely end after the first round; for small "
+            "cross-sections lower min_area (widget: Advanced > Min area)",
+            SmallPromptWarning,
+            stacklevel=3,
+        )
+
+
+class _Engine:
+    """State of one propagation: vote tiles, intensity window and the current frontier."""
+
+    def __init__(
+        self,
+        reader: SliceReader,
+        config: PropagationConfig,
+        k: int,
+        bounds: tuple[float, float],
+    ) -> None:
+        self.reader, self.config, self.k = reader, config, k
+        self.plane_shape = reader.plane_shape
+        self.lo, self.hi = bounds
+        self.ranges = _SliceRanges(reader, self.lo, self.hi)
+        self.tiles: dict[int, _VoteTile] = {}
+        # Lowest and highest slice predicted so far (the released ``propagated_slice_ids``).
+        self.low: int | None = None
+        self.high: int | None = None
+
+    def neighbours(self, g: int) -> list[int]:
+        """Slices within ``k`` of ``g``, inside the volume, ascending, without ``g``."""
+        n = self.reader.n_slices
+        return [s for s in range(max(0, g - self.k), min(n, g + self.k + 1)) if s != g]
+
+    def prepare(self, g: int, win: Window, mask: np.ndarray) -> _Guide:
+        """Read and scale the guide's window on the guide and all its neighbours."""
+        neigh = self.neighbours(g)
+        first, last = min(neigh + [g]), max(neigh + [g])
+        rows, cols = win.clipped(self.plane_shape)
+        raw = self.reader.read(first, last + 1, rows, cols)
+        mins, maxs = self.ranges.of(raw, first)
+        block = pad_to_window(slices_to_uint8(raw, self.lo, self.hi, mins, maxs), win)
+        return _Guide(g, win, mask, block, first, neigh, {s: 1 for s in neigh})
+
+    def next_guides(self) -> list[int]:
+        """The released frontier rule: the lowest and highest slices predicted so far."""
+        if self.low is None or self.high is None:
+            return []
+        n, cfg = self.reader.n_slices, self.config
+        hi_threshold = 0.0 if cfg.stop_rule == "released" else cfg.min_area
+        out = []
+        low, high = self.low, self.high
+        if low > 0 and self.tiles[low].total > cfg.min_area:
+            out.append(low)
+        if high < n - 1 and self.tiles[high].total > hi_threshold:
+            out.append(high)
+        return out
+
+    def progress(self) -> float:
+        n = self.reader.n_slices
+        if self.low is None or self.high is None:
+            return 0.0
+        low, high = self.low, self.high
+        covered = high - low + 1
+        return min(0.99, covered / max(1, covered + low + (n - 1 - high)))
+
+    def add_votes(self, guide: _Guide, slices: list[int], pred: np.ndarray) -> None:
+        rows, cols = guide.window.clipped(self.plane_shape)
+        h, w = rows.stop - rows.start, cols.stop - cols.start
+        for s, p in zip(slices, pred, strict=True):
+            tile = self.tiles.get(s)
+            if tile is None:
+                tile = self.tiles[s] = _VoteTile(rows, cols)
+            tile.add(rows, cols, p[:h, :w], guide.weights[s])
+            self.low = s if self.low is None else min(self.low, s)
+            self.high = s if self.high is None else max(self.high, s)
+
+
+def _pad_like_released(guides: list[_Guide]) -> None:
+    """Count a shorter guide's last neighbour again, once per missing one.
+
+    The released code batches a round's guides by repeating the last (highest) adjacent slice
+    of a shorter guide up to the longest one; the copies are predicted and vote like the rest.
+    The network treats every adjacent slice on its own, so a copy's prediction is the
+    original's and is counted by weight instead of being recomputed.
+    """
+    longest = max(len(g.neighbours) for g in guides)
+    for g in guides:
+        if g.neighbours and len(g.neighbours) < longest:
+            g.weights[g.neighbours[-1]] += longest - len(g.neighbours)
+
+
+def _run_round(
+    engine: _Engine, guides: list[_Guide], predictor: MaskPropagator
+) -> Iterator[SliceUpdate]:
+    """All forward passes of one round, nearest neighbours first, streaming touched slices."""
+    # Interleaving the fronts nearest-first lets a pass cut short by max_batch (or a cancel)
+    # advance both directions evenly.
+    pairs = sorted(
+        (abs(s - g.index), gi, s) for gi, g in enumerate(guides) for s in g.neighbours
+    )
+    step = engine.config.max_batch
+    for start in range(0, len(pairs), step):
+        chunk = pairs[start : start + step]
+        tasks, members = [], []
+        for gi in sorted({p[1] for p in chunk}):
+            g = guides[gi]
+            slices = [s for _, gj, s in chunk if gj == gi]
+            adj = g.block[[s - g.first for s in slices]]
+            tasks.append(PropTask(g.block[g.index - g.first], g.mask, adj))
+            members.append((g, slices))
+        preds = predictor.predict(tasks)
+        touched = set()
+        for (g, slices), pred in zip(members, preds, strict=True):
+            engine.add_votes(g, slices, pred)
+            touched.update(slices)
+        frac = engine.progress()
+        for s in sorted(touched):
+            tile = engine.tiles[s]
+            yield SliceUpdate(engine.reader.axis, s, tile.offset, tile.sum > 0, frac)
 
 
 def propagate_mask(
@@ -137,6 +324,7 @@ def propagate_mask(
     predictor: MaskPropagator,
     config: PropagationConfig | None = None,
     spacing: float | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> Iterator[SliceUpdate]:
     """Propagate a 2D prompt mask through the volume, yielding slice updates as they are computed.
 
@@ -147,6 +335,8 @@ def propagate_mask(
         predictor: Runs PropMask (or a stand-in) on crops.
         config: Engine options (defaults if None).
         spacing: Voxel spacing along the propagation axis, or None if units are unknown.
+        bounds: The intensity window ``(lo, hi)`` if the caller already computed it with
+            :func:`napari_propsam.transforms.intensity_window` (None: computed here).
 
     Yields:
         :class:`SliceUpdate` after every forward pass for each slice it touched, then one final
@@ -154,117 +344,39 @@ def propagate_mask(
         work after the current forward pass.
     """
     config = config or PropagationConfig()
-    n = reader.n_slices
-    plane_shape = reader.plane_shape
     prompt = np.asarray(prompt, dtype=bool)
-    k = config.neighbours(spacing)
-    area = int(prompt.sum())
-    if 0 < area < config.min_area:
-        # Silent early stops on thin objects are the commonest surprise of the released rule.
-        warnings.warn(
-            f"the prompt covers {area} px, fewer than min_area={config.min_area:g}: "
-            "propagation stops where the object's area falls below min_area, so it will likely "
-            "end after the first round; for small cross-sections lower min_area (widget: "
-            "Advanced > Min area)",
-            SmallPromptWarning,
-            stacklevel=2,
-        )
-
-    # Normalisation comes from the prompt once (released code), from the prompt's window only.
+    _warn_small_prompt(int(prompt.sum()), config.min_area)
     win = crop_window(prompt, config.crop_ratio, config.min_crop)
-    rows, cols = win.clipped(plane_shape)
-    guide_raw = reader.read(slice_index, slice_index + 1, rows, cols)[0]
-    vmin, vmax = percentile_range(
-        guide_raw[prompt[rows, cols]], config.lower_percentile, config.upper_percentile
-    )
-    logger.debug("K=%d neighbours per side, window [%g, %g]", k, vmin, vmax)
+    rows, cols = win.clipped(reader.plane_shape)
+    if bounds is None:
+        guide_raw = reader.read(slice_index, slice_index + 1, rows, cols)[0]
+        bounds = intensity_window(
+            guide_raw[prompt[rows, cols]],
+            config.intensity,
+            config.lower_percentile,
+            config.upper_percentile,
+        )
+    engine = _Engine(reader, config, config.neighbours(spacing), bounds)
+    logger.debug("K=%d neighbours per side, clip window %s", engine.k, bounds)
 
-    tiles: dict[int, _VoteTile] = {}
-    first = _VoteTile(rows, cols)
+    first = engine.tiles[slice_index] = _VoteTile(rows, cols)
     first.add(rows, cols, prompt[rows, cols])
-    tiles[slice_index] = first
-
-    lo = _Direction(-1, slice_index, slice_index > 0)
-    hi = _Direction(+1, slice_index, slice_index < n - 1)
-    guides: list[tuple[int, np.ndarray, Window]] = [(slice_index, prompt[rows, cols], win)]
+    mask = pad_to_window(prompt[rows, cols][None], win)[0]
+    guides = [engine.prepare(slice_index, win, mask)]
     n_rounds = 0
-
-    def progress() -> float:
-        covered = hi.reached - lo.reached + 1
-        remaining = (lo.reached if lo.active else 0) + (n - 1 - hi.reached if hi.active else 0)
-        return min(0.99, covered / max(1, covered + remaining))
-
     while guides:
         n_rounds += 1
-        # (guide number, slice) pairs, nearest first and interleaved between directions, so a
-        # forward pass that is cut short by max_batch (or a cancel) advances both fronts evenly.
-        pairs = []
-        prepared = []
-        for gi, (g, gmask, gwin) in enumerate(guides):
-            neigh = _neighbours(g, k, n)
-            lo_s, hi_s = min(neigh + [g]), max(neigh + [g])
-            grows, gcols = gwin.clipped(plane_shape)
-            block = reader.read(lo_s, hi_s + 1, grows, gcols)
-            block = to_uint8_range(block, vmin, vmax)
-            block = pad_to_window(block, gwin)
-            gm = np.zeros((gwin.size, gwin.size), np.float32)
-            gm[: gmask.shape[0], : gmask.shape[1]] = gmask
-            prepared.append((block, lo_s, gm))
-            pairs.extend((abs(s - g), gi, s) for s in neigh)
-        pairs.sort()
-        if lo.active:
-            lo.reached = min([lo.reached] + [s for _, _, s in pairs])
-        if hi.active:
-            hi.reached = max([hi.reached] + [s for _, _, s in pairs])
-
-        for start in range(0, len(pairs), config.max_batch):
-            chunk = pairs[start : start + config.max_batch]
-            tasks, members = [], []
-            for gi in sorted({p[1] for p in chunk}):
-                block, lo_s, gm = prepared[gi]
-                slices = [s for _, gj, s in chunk if gj == gi]
-                g = guides[gi][0]
-                tasks.append(PropTask(block[g - lo_s], gm, block[[s - lo_s for s in slices]]))
-                members.append((gi, slices))
-            preds = predictor.predict(tasks)
-            touched = []
-            for (gi, slices), pred in zip(members, preds, strict=True):
-                grows, gcols = guides[gi][2].clipped(plane_shape)
-                h, w = grows.stop - grows.start, gcols.stop - gcols.start
-                for s, p in zip(slices, pred, strict=True):
-                    tile = tiles.get(s)
-                    if tile is None:
-                        tile = tiles[s] = _VoteTile(grows, gcols)
-                    tile.add(grows, gcols, p[:h, :w])
-                    touched.append(s)
-            frac = progress()
-            for s in sorted(set(touched)):
-                tile = tiles[s]
-                yield SliceUpdate(reader.axis, s, tile.offset, tile.sum > 0, frac)
-
-        guides = []
+        _pad_like_released(guides)
+        yield from _run_round(engine, guides, predictor)
         if config.max_rounds and n_rounds >= config.max_rounds:
-            lo.active = hi.active = False
-        for d in (lo, hi):
-            if not d.active:
-                continue
-            if d.reached in (0, n - 1):
-                d.active = False  # the volume ends: no interior frontier slice
-                continue
-            tile = tiles.get(d.reached)
-            mean = tile.mean() if tile is not None else None
-            if mean is None or float(mean.sum()) < config.min_area:
-                d.active = False  # the object ends
-                continue
-            try:
-                gwin = crop_window(mean > 0.5, config.crop_ratio, config.min_crop, tile.offset)
-            except ValueError:
-                d.active = False  # votes too split to form a guiding mask
-                continue
-            grows, gcols = gwin.clipped(plane_shape)
-            guides.append((d.reached, tile.window_values(mean, grows, gcols), gwin))
+            break
+        guides = []
+        for g in engine.next_guides():
+            tile = engine.tiles[g]
+            gwin, gmask = tile.guide(config.crop_ratio, config.min_crop, reader.plane_shape)
+            guides.append(engine.prepare(g, gwin, gmask))
 
-    yield from _final_pass(tiles, reader.axis, slice_index, prompt, config)
+    yield from _final_pass(engine.tiles, reader.axis, slice_index, prompt, config)
 
 
 def _final_pass(
@@ -274,7 +386,10 @@ def _final_pass(
     prompt: np.ndarray,
     config: PropagationConfig,
 ) -> Iterator[SliceUpdate]:
-    """Union of votes (mean > 0) and removal of components that miss the prompt."""
+    """Any vote is foreground; then components that miss the prompt are removed.
+
+    Components are 6-connected (scipy's default structure), as in the released code.
+    """
     indices = sorted(tiles)
     r0 = min(t.r0 for t in tiles.values())
     c0 = min(t.c0 for t in tiles.values())
@@ -287,7 +402,7 @@ def _final_pass(
             s - z0, t.r0 - r0 : t.r0 - r0 + t.sum.shape[0], t.c0 - c0 : t.c0 - c0 + t.sum.shape[1]
         ] = t.sum > 0
     if config.keep_prompt_component:
-        labels, n_comp = ndimage.label(fg, structure=np.ones((3, 3, 3), bool))
+        labels, n_comp = ndimage.label(fg)
         if n_comp > 1:
             seed = np.zeros_like(fg)
             seed[slice_index - z0] = prompt[r0:r1, c0:c1]
