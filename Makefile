@@ -3,13 +3,18 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# torch==2.13.0 comes from constraints.txt. Our machines keep its CPU wheel on disk; elsewhere
+# PyPI's Linux wheel is a CUDA build of several GB, so without an NVIDIA GPU set, once:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
-.PHONY: run test lint bench clean venv
+.PHONY: run test lint bench dist clean venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt \
+		$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[testing]"
 	touch $(STAMP)
 
@@ -28,5 +33,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_speed.py
 
+# The sdist and wheel that go to PyPI, in dist/ (tests/test_packaging.py checks both).
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) build dist src/*.egg-info
