@@ -125,6 +125,9 @@ def test_spacing_sets_neighbours(ellipsoid):
 
 def test_reads_only_what_it_needs():
     image, truth = ellipsoid_volume(shape=(96, 128, 128), center=(48, 40, 40), radii=(8, 8, 8))
+    # Another bright structure through the stack, as real scans have: slices past the object's
+    # ends find their intensity range there instead of being read whole.
+    image[:, 70:74, 70:74] = 300.0
     guarded = GuardedArray(image)
     list(
         ps.propagate(
@@ -164,6 +167,10 @@ def test_volume_larger_than_ram_is_never_read_whole(tmp_path):
     )
     image, truth = ellipsoid_volume(shape=(32, 64, 64), center=(16, 32, 32), radii=(8, 10, 10))
     z[300:332, 2000:2064, 3000:3064] = image
+    # A bright neighbour outside every crop window: slices whose window lacks the upper clipping
+    # bound are searched around the window (the released procedure scales each whole slice by
+    # its own range) and the search must end at this neighbour, not read the whole slice.
+    z[288:344, 2100:2108, 3000:3064] = float(image.max()) * 2
     prompt = np.zeros(shape[1:], bool)
     prompt[2000:2064, 3000:3064] = truth[16]
     guarded = GuardedArray(z)
@@ -176,6 +183,7 @@ def test_volume_larger_than_ram_is_never_read_whole(tmp_path):
             found[u.index - 300, r : r + u.mask.shape[0], c : c + u.mask.shape[1]] = u.mask
     assert dice(found, truth) > 0.95
     assert guarded.voxels_read < 5e6
+
 
 
 # ---- bad input: a clear error, nothing changed -------------------------------------------

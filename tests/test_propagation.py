@@ -116,17 +116,59 @@ def test_component_filter_can_be_disabled():
     assert (out & blob).any()
 
 
-def test_votes_mean_and_union():
+def test_votes_sum_per_pixel_and_count_per_slice():
     tile = _VoteTile(slice(2, 6), slice(3, 7))
     a = np.zeros((4, 4), bool)
     a[0, 0] = True
     tile.add(slice(2, 6), slice(3, 7), a)
-    tile.add(slice(0, 4), slice(5, 9), np.zeros((4, 4), bool))  # grows the tile
+    tile.add(slice(0, 4), slice(5, 9), np.zeros((4, 4), bool), weight=2)  # grows the tile
     assert tile.offset == (0, 3) and tile.sum.shape == (6, 6)
-    mean = tile.mean()
-    assert mean[2, 0] == 1.0  # voted once, fg once
-    assert mean[2, 2] == 0.0 and tile.count[2, 2] == 2  # overlap counted twice
-    assert mean[5, 5] == 0.0 and tile.count[0, 0] == 0  # never predicted
+    assert tile.count == 3  # one count per prediction of the slice, padded copies included
+    assert tile.sum[2, 0] == 1 and tile.total == 1
+    win, mask = tile.guide(1.5, 4, (64, 64))
+    # The crop is around any vote; the guide is the mean vote above 0.5: 1 / 3 is not.
+    assert (win.row0, win.col0, win.size) == (0, 1, 4) and not mask.any()
+
+
+class _Counting:
+    def __init__(self, data):
+        self.data, self.shape, self.dtype = data, data.shape, data.dtype
+        self.voxels_read = 0
+
+    def __getitem__(self, idx):
+        out = np.asarray(self.data[idx])
+        self.voxels_read += out.size
+        return out
+
+
+@pytest.mark.parametrize(
+    ("bright_at", "whole"), [((10, 10), False), ((250, 250), True), ((40, 60), False)]
+)
+def test_slice_range_is_the_whole_slices_and_read_only_as_far_as_needed(bright_at, whole):
+    from napari_propsam.propagation import _SliceRanges
+    from napari_propsam.transforms import clipped_extremes
+
+    plane = np.full((1, 256, 256), 50.0, np.float32)
+    plane[0, 20:30, 20:30] = 100.0  # the window: inside the clip bounds, so it can't decide
+    plane[0, bright_at[0], bright_at[1]] = 500.0  # the slice's maximum, somewhere
+    plane[0, 0, 0] = 0.0  # the slice's minimum
+    reader = SliceReader(_Counting(plane))
+    ranges = _SliceRanges(reader, 10.0, 400.0)
+    rows, cols = slice(20, 30), slice(20, 30)
+    mins, maxs = ranges.of(plane[:, rows, cols], 0, rows, cols)
+    emins, emaxs, _ = clipped_extremes(plane, 10.0, 400.0)
+    assert (mins[0], maxs[0]) == (emins[0], emaxs[0]) == (10.0, 400.0)
+    read = reader.image.voxels_read
+    assert (read >= plane.size) if whole else (read < plane.size / 4)
+
+
+def test_slice_range_without_the_bounds_anywhere_is_the_clipped_extremes():
+    from napari_propsam.propagation import _SliceRanges
+
+    plane = np.linspace(100, 200, 64 * 64, dtype=np.float32).reshape(1, 64, 64)
+    ranges = _SliceRanges(SliceReader(plane), 0.0, 1000.0)
+    mins, maxs = ranges.of(plane[:, 30:34, 30:34], 0, slice(30, 34), slice(30, 34))
+    assert (mins[0], maxs[0]) == (100.0, 200.0)
 
 
 def test_mean_vote_guides_next_round():

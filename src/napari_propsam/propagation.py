@@ -43,10 +43,6 @@ from .volume import SliceReader
 
 logger = logging.getLogger(__name__)
 
-# Rows read at a time when a slice's clipped range must be found beyond the crop window.
-_BAND_ROWS = 256
-
-
 @dataclass(frozen=True)
 class SliceUpdate:
     """The object's current mask on one slice, within a window of that slice's plane.
@@ -144,33 +140,40 @@ class _SliceRanges:
     """Clipped min and max of whole slices, read no further than needed.
 
     The released code scales each whole slice by its own clipped range. A crop window that holds
-    values at or beyond both clipping bounds already fixes that range to the bounds; otherwise
-    the slice is read in bands of rows until both bounds are seen or the slice is exhausted.
+    values at or beyond both clipping bounds already fixes that range to the bounds (the common
+    case). Otherwise the window is grown around itself, doubling its margin, until both bounds
+    are seen or the whole slice has been read: exact, and on a real scan a neighbouring bright
+    and dark structure usually ends the search after a step or two.
     """
 
     def __init__(self, reader: SliceReader, lo: float, hi: float) -> None:
         self.reader, self.lo, self.hi = reader, lo, hi
         self._known: dict[int, tuple[np.float32, np.float32]] = {}
 
-    def _scan(self, s: int) -> tuple[np.float32, np.float32]:
-        h, _ = self.reader.plane_shape
-        mn, mx = np.float32(np.inf), np.float32(-np.inf)
-        for r in range(0, h, _BAND_ROWS):
-            band = self.reader.read(s, s + 1, slice(r, min(h, r + _BAND_ROWS)), slice(None))
-            bmins, bmaxs, _ = clipped_extremes(band, self.lo, self.hi)
-            mn, mx = min(mn, bmins[0]), max(mx, bmaxs[0])
-            if mn <= np.float32(self.lo) and mx >= np.float32(self.hi):
-                break
-        return np.float32(mn), np.float32(mx)
+    def _scan(self, s: int, rows: slice, cols: slice) -> tuple[np.float32, np.float32]:
+        h, w = self.reader.plane_shape
+        lo, hi = np.float32(self.lo), np.float32(self.hi)
+        margin = max(rows.stop - rows.start, cols.stop - cols.start, 16)
+        while True:
+            r = slice(max(0, rows.start - margin), min(h, rows.stop + margin))
+            c = slice(max(0, cols.start - margin), min(w, cols.stop + margin))
+            mins, maxs, _ = clipped_extremes(self.reader.read(s, s + 1, r, c), self.lo, self.hi)
+            whole = (r.start, c.start, r.stop, c.stop) == (0, 0, h, w)
+            if whole or (mins[0] <= lo and maxs[0] >= hi):
+                return mins[0], maxs[0]
+            margin *= 2
 
-    def of(self, block: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(N,)`` clipped mins and maxs of slices ``first..first+N-1``, given their window."""
+    def of(
+        self, block: np.ndarray, first: int, rows: slice, cols: slice
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(N,)`` clipped mins and maxs of slices ``first..first+N-1`` given their window
+        ``block`` (``(N, h, w)``, read at plane ``rows x cols``)."""
         mins, maxs, decided = clipped_extremes(block, self.lo, self.hi)
         for i in range(len(block)):
             s = first + i
             if not decided[i]:
                 if s not in self._known:
-                    self._known[s] = self._scan(s)
+                    self._known[s] = self._scan(s, rows, cols)
                 mins[i], maxs[i] = self._known[s]
         return mins, maxs
 
@@ -235,7 +238,7 @@ class _Engine:
         first, last = min(neigh + [g]), max(neigh + [g])
         rows, cols = win.clipped(self.plane_shape)
         raw = self.reader.read(first, last + 1, rows, cols)
-        mins, maxs = self.ranges.of(raw, first)
+        mins, maxs = self.ranges.of(raw, first, rows, cols)
         block = pad_to_window(slices_to_uint8(raw, self.lo, self.hi, mins, maxs), win)
         return _Guide(g, win, mask, block, first, neigh, {s: 1 for s in neigh})
 

@@ -36,7 +36,7 @@ from .config import PropagationConfig, split_options
 from .predictors import MaskPropagator, PropMaskPredictor, PropTask
 from .prompts import prepare_mask
 from .registry import ModelSpec, resolve_model
-from .transforms import crop_planes, crop_window, percentile_range, to_uint8_range
+from .transforms import crop_planes, crop_window, intensity_window, slices_to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -284,13 +284,13 @@ def propagate_series_stream(
             mask = prepare_mask(anns[g] == k, (h, w))
             win = crop_window(mask, cfg.crop_ratio, cfg.min_crop)
             try:
-                vmin, vmax = percentile_range(
-                    series[g][mask], cfg.lower_percentile, cfg.upper_percentile
+                vmin, vmax = intensity_window(
+                    series[g][mask], cfg.intensity, cfg.lower_percentile, cfg.upper_percentile
                 )
             except ValueError as err:
                 raise ValueError(f"object {k} on image {g}: {err}") from err
-            guide_img = crop_planes(to_uint8_range(series[g], vmin, vmax)[None], win)[0]
-            guide_mask = crop_planes(mask[None].astype(np.float32), win)[0]
+            guide_img = crop_planes(slices_to_uint8(series[g][None], vmin, vmax), win)[0]
+            guide_mask = crop_planes(mask[None], win)[0]
             guides[(g, k)] = (guide_img, guide_mask, (win, vmin, vmax))
             by_id.setdefault(k, []).append(g)
     if predictor is None:
@@ -323,7 +323,7 @@ def propagate_series_stream(
             tasks = []
             for (g, k), ts in groups.items():
                 guide_img, guide_mask, (win, vmin, vmax) = guides[(g, k)]
-                crops = crop_planes(to_uint8_range(series[ts], vmin, vmax), win)
+                crops = crop_planes(slices_to_uint8(series[ts], vmin, vmax), win)
                 tasks.append(PropTask(guide_img, guide_mask, crops))
             preds = predictor.predict(tasks)
             for ((g, k), ts), pred in zip(groups.items(), preds, strict=True):

@@ -20,7 +20,13 @@ from ..config import BoxConfig, PropagationConfig, split_options
 from ..predictors import MaskPropagator, PropMaskPredictor, PropTask
 from ..prompts import normalize_box, prepare_mask
 from ..registry import ModelSpec, resolve_model
-from ..transforms import Window, crop_planes, crop_window, percentile_range, to_uint8_range
+from ..transforms import (
+    Window,
+    crop_planes,
+    crop_window,
+    intensity_window,
+    slices_to_uint8,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -180,9 +186,11 @@ def similarity_map(
     for mask in masks:
         gwin = crop_window(mask, pcfg.crop_ratio, pcfg.min_crop)
         grows, gcols = gwin.clipped((h, w))
-        vmin, vmax = percentile_range(guide[mask], pcfg.lower_percentile, pcfg.upper_percentile)
-        guide_img = crop_planes(to_uint8_range(guide, vmin, vmax)[None], gwin)[0]
-        guide_mask = crop_planes(mask[None].astype(np.float32), gwin)[0]
+        vmin, vmax = intensity_window(
+            guide[mask], pcfg.intensity, pcfg.lower_percentile, pcfg.upper_percentile
+        )
+        guide_img = crop_planes(slices_to_uint8(guide[None], vmin, vmax), gwin)[0]
+        guide_mask = crop_planes(mask[None], gwin)[0]
         s = gwin.size
         step = max(1, int(round(cfg.stride * s)))
         windows = [
@@ -193,7 +201,7 @@ def similarity_map(
         weight = _tent(s) if cfg.center_weighting else np.ones((s, s), np.float32)
         votes = np.zeros((h, w), np.float32)
         total = np.zeros((h, w), np.float32)
-        scaled = to_uint8_range(plane, vmin, vmax)
+        scaled = slices_to_uint8(plane[None], vmin, vmax)[0]
         for start in range(0, len(windows), pcfg.max_batch):
             if cancel is not None and cancel.is_set():
                 raise _Cancelled

@@ -15,7 +15,16 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..transforms import crop_planes, crop_window, scale_to_unit, to_uint8_range
+from ..config import PropagationConfig
+from ..transforms import (
+    crop_planes,
+    crop_window,
+    intensity_window,
+    resize_nearest_np,
+    resize_uint8,
+    scale_to_unit,
+    slices_to_uint8,
+)
 
 
 @dataclass
@@ -67,6 +76,8 @@ class TaskConfig:
         candidate_window_prob: Box2Mask: probability of normalising with an inference-style
             candidate window (crop percentiles) instead of the true foreground's percentiles.
         min_area: Smallest object area (px) on a sampled guide/box slice.
+        ct_window_prob: Probability of the ``"ct-window"`` intensity branch instead of
+            ``"percentile"``, so the weights serve both.
     """
 
     input_size: int = 96
@@ -83,6 +94,7 @@ class TaskConfig:
     intensity_prob: float = 0.5
     candidate_window_prob: float = 0.5
     min_area: int = 12
+    ct_window_prob: float = 0.25
 
 
 def _plane(vol: np.ndarray, axis: int, index: int) -> np.ndarray:
@@ -164,7 +176,8 @@ def sample_propmask_task(
     if g is None:
         return None
     n = vol.labels.shape[axis]
-    k = max(1, min(int(cfg.thickness / vol.spacing[axis] + 1e-9), cfg.max_neighbours))
+    prop = PropagationConfig(thickness=cfg.thickness, max_neighbours=cfg.max_neighbours)
+    k = prop.neighbours(vol.spacing[axis])
     choices = [s for s in range(max(0, g - k), min(n, g + k + 1)) if s != g]
     if not choices:
         return None
@@ -182,19 +195,21 @@ def sample_propmask_task(
         max(0, win.col0 + int(rng.integers(-jit, jit + 1))),
         win.size,
     )
-    gimg = _plane(vol.image, axis, g)
-    vmin, vmax = np.percentile(gimg[true_guide], [0.5, 99.5])
-    if not vmax > vmin:
+    mode = "ct-window" if rng.random() < cfg.ct_window_prob else "percentile"
+    try:
+        lo, hi = intensity_window(_plane(vol.image, axis, g)[true_guide], mode)
+    except ValueError:
         return None
     slices = [g, *adj.tolist()]
     imgs = np.stack([_plane(vol.image, axis, s) for s in slices])
-    labs = np.stack([_plane(vol.labels, axis, s) == label for s in slices]).astype(np.float32)
+    labs = np.stack([_plane(vol.labels, axis, s) == label for s in slices])
     labs[0] = gmask
-    imgs = crop_planes(to_uint8_range(imgs, vmin, vmax), win)
+    # The inference transforms: whole-slice uint8 scaling, crop, OpenCV resizes.
+    imgs = crop_planes(slices_to_uint8(imgs, lo, hi), win)
     labs = crop_planes(labs, win)
     size = cfg.input_size
-    x = scale_to_unit(_resize(imgs, size))
-    y = (_resize(labs, size) > 0.5).float()
+    x = scale_to_unit(resize_uint8(imgs, size))
+    y = torch.from_numpy(resize_nearest_np(labs, size).astype(np.float32))
     # Rotation fills with zeros; shift so the fill is -1, the value of crop padding at inference.
     both = _geometric(torch.cat([x + 1.0, y]), rng, cfg)
     x, y = both[: len(slices)] - 1.0, (both[len(slices) :] > 0.5).float()
