@@ -15,7 +15,7 @@ from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushButton
 
-from ..config import PropagationConfig
+from ..config import INTENSITY_MODES, STOP_RULES, PropagationConfig
 from ..device import DEVICE_CHOICES
 from ..registry import BUNDLED, DEFAULT_MODEL, ModelBundle, ModelSpec, list_models
 from ..weights import CheckpointError
@@ -64,10 +64,27 @@ class Settings:
             "Crop ratio", _DEFAULTS.crop_ratio, (1.0, 10.0, 0.1),
             "Advanced: crop side relative to the object's extent",
         )  # fmt: skip
+        self.intensity = ComboBox(
+            label="Intensity",
+            choices=list(INTENSITY_MODES),
+            value=_DEFAULTS.intensity,
+            tooltip="Advanced: clip each slice to the prompt's percentile window (percentile) "
+            "or to the released notebook's integer CT window (ct-window, for Hounsfield units)",
+        )
+        self.stop_rule = ComboBox(
+            label="Stop rule",
+            choices=list(STOP_RULES),
+            value=_DEFAULTS.stop_rule,
+            tooltip="Advanced: symmetric stops both fronts at Min area; released is the "
+            "authors' code (Min area towards slice 0 only)",
+        )
         self.overwrite = CheckBox(text="Overwrite other labels", value=False)
         self.advanced = Container(
-            widgets=[self.min_area, self.crop_ratio, self.overwrite], label="Advanced"
-        )
+            widgets=[
+                self.min_area, self.crop_ratio, self.intensity, self.stop_rule, self.overwrite
+            ],
+            label="Advanced",
+        )  # fmt: skip
         for info in list_models():
             self._add_choice(
                 f"{info.name} (bundled{' default' if info.name == DEFAULT_MODEL else ''}"
@@ -176,12 +193,14 @@ class Settings:
 
     # --- engine options ----------------------------------------------------------------------
 
-    def options(self) -> dict[str, float]:
+    def options(self) -> dict[str, Any]:
         """The engine options set in the widget (fields of :class:`PropagationConfig`)."""
         return {
             "thickness": float(self.thickness.value),
             "min_area": float(self.min_area.value),
             "crop_ratio": float(self.crop_ratio.value),
+            "intensity": str(self.intensity.value),
+            "stop_rule": str(self.stop_rule.value),
         }
 
     def configure(
@@ -192,6 +211,8 @@ class Settings:
         min_area: float | None = None,
         crop_ratio: float | None = None,
         overwrite: bool | None = None,
+        intensity: str | None = None,
+        stop_rule: str | None = None,
     ) -> None:
         """Set the settings from a script (None leaves a setting as it is).
 
@@ -203,11 +224,14 @@ class Settings:
         opts = self.options()
         new = {"thickness": thickness, "min_area": min_area, "crop_ratio": crop_ratio}
         opts.update({k: float(v) for k, v in new.items() if v is not None})
+        opts.update({k: v for k, v in (("intensity", intensity), ("stop_rule", stop_rule)) if v})
         PropagationConfig(**opts)  # validate before touching any widget
         if device is not None:
             self.device.value = device
         self.thickness.value = opts["thickness"]
         self.min_area.value = opts["min_area"]
         self.crop_ratio.value = opts["crop_ratio"]
+        self.intensity.value = opts["intensity"]
+        self.stop_rule.value = opts["stop_rule"]
         if overwrite is not None:
             self.overwrite.value = bool(overwrite)

@@ -11,14 +11,14 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import BoxConfig, PropagationConfig
+from ..config import INTENSITY_MODES, STOP_RULES, BoxConfig, PropagationConfig
 
 logger = logging.getLogger("napari_propsam")
 
 
 def add_engine_options(p: argparse.ArgumentParser, spacing: bool = True) -> None:
-    """Add ``--model --device --thickness --min-area --crop-ratio`` and, unless ``spacing`` is
-    False (commands whose volumes carry their own), ``--spacing`` to ``p``."""
+    """Add ``--model --device --thickness --min-area --crop-ratio --intensity --stop-rule``
+    and, unless ``spacing`` is False (commands whose volumes carry their own), ``--spacing``."""
     g = p.add_argument_group("engine")
     g.add_argument("--model", default=None, help="bundled model name or path to propmask weights")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -30,6 +30,20 @@ def add_engine_options(p: argparse.ArgumentParser, spacing: bool = True) -> None
     )
     g.add_argument("--min-area", type=float, default=PropagationConfig.min_area)
     g.add_argument("--crop-ratio", type=float, default=PropagationConfig.crop_ratio)
+    g.add_argument(
+        "--intensity",
+        choices=INTENSITY_MODES,
+        default=PropagationConfig.intensity,
+        help="per-slice intensity clipping: percentile window of the prompt (default) or the "
+        "released notebook's integer CT window",
+    )
+    g.add_argument(
+        "--stop-rule",
+        choices=STOP_RULES,
+        default=PropagationConfig.stop_rule,
+        help="symmetric: both fronts stop at --min-area (default); released: the authors' code "
+        "(--min-area towards slice 0 only)",
+    )
     if spacing:
         g.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"))
 
@@ -37,7 +51,11 @@ def add_engine_options(p: argparse.ArgumentParser, spacing: bool = True) -> None
 def engine_configs(args: argparse.Namespace) -> tuple[PropagationConfig, BoxConfig]:
     """The engine configs described by the options of :func:`add_engine_options`."""
     prop = PropagationConfig(
-        thickness=args.thickness, min_area=args.min_area, crop_ratio=args.crop_ratio
+        thickness=args.thickness,
+        min_area=args.min_area,
+        crop_ratio=args.crop_ratio,
+        intensity=getattr(args, "intensity", PropagationConfig.intensity),
+        stop_rule=getattr(args, "stop_rule", PropagationConfig.stop_rule),
     )
     return prop, BoxConfig()
 
