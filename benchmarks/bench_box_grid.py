@@ -1,11 +1,11 @@
 """Box2Mask candidate windows: the default 3 x 3 grid against the paper's full v2 grid.
 
 Box2Mask normalises the box crop with every ``(vmin, vmax)`` percentile pair, soft-votes the
-predictions, then refines once (METHOD.md §4). The v2 paper sweeps vmin over the 5th-20th
-percentiles and vmax over the 90th-95th in steps of 0.5 (4 x 11 = 44 forward passes); the default
-``BoxConfig`` uses 3 x 3 = 9. This script scores both on held-out synthetic volumes (2D DSC of the
-guiding mask against the truth on the prompt slice, loose box = tight box + 10% per side) and
-times them in the same run.
+predictions, then refines once (docs/method.md, "Box prompts"). The v2 paper sweeps vmin over
+the 5th-20th percentiles and vmax over the 90th-95th in steps of 0.5 (4 x 11 = 44 forward
+passes); the default ``BoxConfig`` uses 3 x 3 = 9. This script scores both on held-out
+synthetic volumes (2D DSC of the guiding mask against the truth on the prompt slice, loose box =
+tight box + 10% per side) and times them in the same run.
 
     python benchmarks/bench_box_grid.py [--per-family 2] [--threads 1]
 """

@@ -1,4 +1,4 @@
-"""Crop geometry, normalisation and the neighbour (K) arithmetic of METHOD.md §2-§3."""
+"""Crop geometry, normalisation and the neighbour (K) arithmetic of docs/method.md."""
 
 from __future__ import annotations
 

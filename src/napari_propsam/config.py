@@ -97,7 +97,7 @@ class PropagationConfig:
 
 @dataclass(frozen=True)
 class BoxConfig:
-    """How Box2Mask turns a box into the guiding mask (METHOD.md §4).
+    """How Box2Mask turns a box into the guiding mask (docs/method.md, "Box prompts").
 
     The crop is normalised with every ``(vmin, vmax)`` pair of percentile candidates; the softmax
     outputs are averaged into a first estimate, then the crop is normalised again from the

@@ -122,7 +122,7 @@ def _unit_window(crop: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
 
 
 class Box2MaskPredictor:
-    """Box2Mask inference with the candidate-window search (METHOD.md §4).
+    """Box2Mask inference with the candidate-window search (docs/method.md, "Box prompts").
 
     Args:
         model: A Box2Mask network (weights loaded).

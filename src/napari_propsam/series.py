@@ -4,7 +4,7 @@ A series is a stack of separate 2D images (a folder of PNG/TIF files, or an ``(N
 array whose first axis indexes images), not a volume: neighbouring images need not be similar
 and there is no slice spacing. So instead of propagating slice by slice (where errors would chain
 from image to image), every image is guided DIRECTLY by the nearest annotated image (ties go to
-the earlier one), exactly as PropMask treats an adjacent slice (METHOD.md §2-§3): the guide's
+the earlier one), exactly as PropMask treats an adjacent slice (docs/method.md): the guide's
 square crop window (``crop_ratio`` around the guide mask) is cut at the same position from the
 target, both are normalised with the 0.5/99.5 percentiles inside the guide mask, and PropMask
 predicts the target's mask in that window. Calls are batched up to ``max_batch`` targets.

@@ -18,7 +18,7 @@ from .config import FULL, ArchConfig
 
 
 def _conv_kwargs(cfg: ArchConfig) -> dict:
-    """Keyword arguments shared by every UNet/encoder of the family (METHOD.md §1)."""
+    """Keyword arguments shared by every UNet/encoder of the family (docs/method.md, "Networks")."""
     return dict(
         n_stages=cfg.n_stages,
         features_per_stage=list(cfg.features_per_stage),

@@ -3,7 +3,7 @@
 The user annotates one or a few examples on ONE slice (painted masks, or boxes that Box2Mask
 turns into masks). PropMask, which was trained to carry a guiding slice's mask to the adjacent
 slices, is used as a similarity detector: each example (its image crop and mask, cut and
-normalised exactly as a guiding slice, METHOD.md §2-§3) guides a query window that slides over
+normalised exactly as a guiding slice, docs/method.md) guides a query window that slides over
 the slice (or a region of it) with overlap, as if each window were an "adjacent slice". Window
 predictions are stitched into a per-pixel vote map, split into instances (connected components;
 a distance-transform watershed splits blobs much larger than the examples), filtered by the

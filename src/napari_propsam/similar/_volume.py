@@ -137,7 +137,7 @@ def _link_across_slices(
 
     Returns:
         ``(slice, mask)`` per object: its largest cross-section among the searched slices (the
-        best prompt for propagation, METHOD.md §6).
+        best prompt for propagation, docs/method.md, "Extensions").
     """
     nodes = [(s, i) for s in sorted(per_slice) for i in range(len(per_slice[s]))]
     parent = {n: n for n in nodes}

@@ -1,4 +1,4 @@
-"""Seeded, resumable training of PropMask / Box2Mask on CPU or GPU (METHOD.md §5).
+"""Seeded, resumable training of PropMask / Box2Mask on CPU or GPU (docs/method.md, "Training").
 
 Writes to ``out_dir``: ``last.pt`` (resume state, read back with ``weights_only=True``),
 ``log.csv`` (step, loss, lr, seconds, validation Dice), ``curves.png`` and the final and best

@@ -1,4 +1,5 @@
-"""Training samples for PropMask and Box2Mask (METHOD.md §5), cut from labelled volumes.
+"""Training samples for PropMask and Box2Mask (docs/method.md, "Training"), cut from labelled
+volumes.
 
 A :class:`LabelledVolume` is any ``(Z, Y, X)`` image with instance labels; synthetic volumes and a
 user's own annotated volumes (fine-tuning) both become one. Samplers return torch tensors at the
