@@ -7,12 +7,60 @@ scripting API to the right one, so a typo is an error, not a silently ignored ke
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 # Kept here (not imported from transforms) so the config stays free of numpy/torch/OpenCV.
 INTENSITY_MODES: tuple[str, ...] = ("percentile", "ct-window")
 STOP_RULES: tuple[str, ...] = ("symmetric", "released")
+
+
+#: Upper bounds that keep a typo from allocating gigabytes (a crop is read and padded per slice).
+MAX_CROP_RATIO = 20.0
+MAX_MIN_CROP = 4096
+
+
+def _real(name: str, value: Any, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
+    """``value`` as a finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``), or a
+    ValueError that names the option and says what is expected."""
+    low = f"> {lo:g}" if lo_open else f">= {lo:g}"
+    expected = f"a finite number {low}" + (f" and <= {hi:g}" if math.isfinite(hi) else "")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return v
+
+
+def _whole(name: str, value: Any, lo: int, hi: float = math.inf) -> int:
+    """``value`` as an int in ``[lo, hi]`` (a float must be whole, e.g. 4.0), or a ValueError
+    that names the option."""
+    bound = f" and <= {int(hi)}" if math.isfinite(hi) else ""
+    expected = f"a whole number >= {lo}{bound}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not math.isfinite(v) or not v.is_integer() or v < lo or v > hi:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return int(v)
+
+
+def _flag(name: str, value: Any) -> bool:
+    try:  # True/False, 0/1 and numpy booleans; a string or an array is refused
+        ok = not isinstance(value, str | bytes) and value in (True, False)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _percentiles(name: str, values: Any) -> tuple[float, ...]:
+    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name} must be a sequence of percentiles in 0..100, got {values!r}")
+    return tuple(_real(name, v, 0.0, 100.0) for v in values)
 
 
 @dataclass(frozen=True)
@@ -65,20 +113,27 @@ class PropagationConfig:
             )
         if self.stop_rule not in STOP_RULES:
             raise ValueError(f"stop_rule must be one of {list(STOP_RULES)}, got {self.stop_rule!r}")
-        if not (math.isfinite(self.thickness) and self.thickness > 0):
-            raise ValueError(f"thickness must be a positive number, got {self.thickness}")
-        if self.max_neighbours < 1:
-            raise ValueError(f"max_neighbours must be >= 1, got {self.max_neighbours}")
-        if self.min_area < 0:
-            raise ValueError(f"min_area must be >= 0, got {self.min_area}")
-        if self.crop_ratio < 1:
-            raise ValueError(f"crop_ratio must be >= 1, got {self.crop_ratio}")
-        if self.min_crop < 2:
-            raise ValueError(f"min_crop must be >= 2, got {self.min_crop}")
-        if not 0 <= self.lower_percentile < self.upper_percentile <= 100:
-            raise ValueError("need 0 <= lower_percentile < upper_percentile <= 100")
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        # Every option is checked (and normalised: 4.0 -> 4) here, when the config is built, so
+        # a bad value fails before any work instead of deep in the engine after Box2Mask ran.
+        checked = {
+            "thickness": _real("thickness", self.thickness, 0.0, lo_open=True),
+            "max_neighbours": _whole("max_neighbours", self.max_neighbours, 1),
+            "min_area": _real("min_area", self.min_area, 0.0),
+            "crop_ratio": _real("crop_ratio", self.crop_ratio, 1.0, MAX_CROP_RATIO),
+            "min_crop": _whole("min_crop", self.min_crop, 2, MAX_MIN_CROP),
+            "lower_percentile": _real("lower_percentile", self.lower_percentile, 0.0, 100.0),
+            "upper_percentile": _real("upper_percentile", self.upper_percentile, 0.0, 100.0),
+            "max_batch": _whole("max_batch", self.max_batch, 1),
+            "keep_prompt_component": _flag("keep_prompt_component", self.keep_prompt_component),
+            "max_rounds": _whole("max_rounds", self.max_rounds, 0),
+        }
+        if not checked["lower_percentile"] < checked["upper_percentile"]:
+            raise ValueError(
+                "lower_percentile must be below upper_percentile, got "
+                f"{self.lower_percentile!r} and {self.upper_percentile!r}"
+            )
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
     def neighbours(self, spacing_along_axis: float | None) -> int:
         """Neighbours per side ``K = min(int(thickness / spacing), max_neighbours)``, at least 1.
@@ -118,14 +173,33 @@ class BoxConfig:
     refine_upper: float = 99.5
 
     def __post_init__(self) -> None:
-        if not self.vmin_percentiles or not self.vmax_percentiles:
-            raise ValueError("need at least one candidate percentile on each side")
-        for lo in self.vmin_percentiles:
-            for hi in self.vmax_percentiles:
-                if not 0 <= lo < hi <= 100:
-                    raise ValueError(f"bad candidate window ({lo}, {hi})")
-        if not 0 <= self.refine_lower < self.refine_upper <= 100:
-            raise ValueError("need 0 <= refine_lower < refine_upper <= 100")
+        vmin = _percentiles("vmin_percentiles", self.vmin_percentiles)
+        vmax = _percentiles("vmax_percentiles", self.vmax_percentiles)
+        if not vmin or not vmax:
+            raise ValueError(
+                "vmin_percentiles and vmax_percentiles need at least one candidate each"
+            )
+        for lo in vmin:
+            for hi in vmax:
+                if not lo < hi:
+                    raise ValueError(
+                        f"every vmin_percentiles value must be below every vmax_percentiles "
+                        f"value, got the window ({lo:g}, {hi:g})"
+                    )
+        lower = _real("refine_lower", self.refine_lower, 0.0, 100.0)
+        upper = _real("refine_upper", self.refine_upper, 0.0, 100.0)
+        if not lower < upper:
+            raise ValueError(
+                f"refine_lower must be below refine_upper, got {lower:g} and {upper:g}"
+            )
+        for name, value in (
+            ("vmin_percentiles", vmin),
+            ("vmax_percentiles", vmax),
+            ("refine", _flag("refine", self.refine)),
+            ("refine_lower", lower),
+            ("refine_upper", upper),
+        ):
+            object.__setattr__(self, name, value)
 
     @property
     def candidates(self) -> list[tuple[float, float]]:
