@@ -8,6 +8,8 @@ left after removing that axis (for ``axis=1`` the plane is ``(Z, X)``). Boxes ar
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +19,15 @@ import torch
 
 from .config import BoxConfig, PropagationConfig, split_options
 from .predictors import Box2MaskPredictor, MaskPropagator, PropMaskPredictor
-from .prompts import normalize_box, prepare_mask
-from .propagation import SliceUpdate, propagate_mask
+from .prompts import collect_prompts, normalize_box
+from .propagation import SliceUpdate, prompt_bounds, propagate_mask
 from .registry import ModelSpec, resolve_model
-from .transforms import crop_window, intensity_window
 from .volume import SliceReader
 
 logger = logging.getLogger(__name__)
+
+#: Smallest box (in pixels) Box2Mask is asked about: fewer pixels carry no object to find.
+MIN_BOX_PIXELS = 4
 
 __all__ = [
     "ObjectROI",
@@ -39,7 +43,12 @@ __all__ = [
 def _check_spacing(spacing: Any) -> tuple[float, float, float] | None:
     if spacing is None:
         return None
-    vals = np.atleast_1d(np.asarray(spacing, dtype=float))
+    try:
+        vals = np.atleast_1d(np.asarray(spacing, dtype=float))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"spacing must be a positive number or 3 numbers (z, y, x), got {spacing!r}"
+        ) from None
     if vals.size == 1:
         vals = np.repeat(vals, 3)
     if vals.shape != (3,):
@@ -52,12 +61,52 @@ def _check_spacing(spacing: Any) -> tuple[float, float, float] | None:
 
 
 def _check_index(slice_index: Any, n: int, axis: int) -> int:
-    if isinstance(slice_index, bool) or not float(slice_index).is_integer():
-        raise ValueError(f"slice_index must be an integer, got {slice_index!r}")
+    whole = (
+        isinstance(slice_index, numbers.Real)
+        and not isinstance(slice_index, bool | np.bool_)
+        and math.isfinite(float(slice_index))
+        and float(slice_index).is_integer()
+    )
+    if not whole:
+        raise ValueError(
+            f"slice_index must be a whole number, the prompt slice along axis {axis} "
+            f"(0..{n - 1}), got {slice_index!r}"
+        )
     idx = int(slice_index)
     if not 0 <= idx < n:
         raise ValueError(f"slice_index {idx} is out of range for axis {axis} with {n} slices")
     return idx
+
+
+def _check_box(box: Any) -> tuple[float, float, float, float]:
+    """``box`` as 4 floats, or a ValueError that says what a box is."""
+    expected = "box must be 4 numbers (row0, col0, row1, col1) in the prompt plane"
+    if isinstance(box, str | bytes):
+        raise ValueError(f"{expected}, got {box!r}")
+    try:
+        vals = np.asarray(box, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"{expected}, got {box!r}") from None
+    if vals.size != 4:
+        raise ValueError(f"{expected}, got {vals.size} numbers: {box!r}")
+    if not np.all(np.isfinite(vals)):
+        raise ValueError(f"{expected}, finite; got {box!r}")
+    return tuple(float(v) for v in vals)  # type: ignore[return-value]
+
+
+def _check_mask(mask: Any, plane_shape: tuple[int, int]) -> np.ndarray:
+    """``mask`` as an array of booleans or numbers of the plane's shape, else a ValueError."""
+    arr = np.asarray(mask)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"mask must be a 2D array of booleans or numbers (non-zero = object) of the plane's "
+            f"shape {tuple(plane_shape)}, got dtype {arr.dtype} ({type(mask).__name__})"
+        )
+    if arr.shape != tuple(plane_shape):
+        raise ValueError(
+            f"mask must have the prompt plane's shape {tuple(plane_shape)}, got shape {arr.shape}"
+        )
+    return arr
 
 
 def _check_all_finite(image: Any) -> None:
@@ -72,18 +121,6 @@ def _check_all_finite(image: Any) -> None:
     ):
         if not np.isfinite(image).all():
             raise ValueError("image contains NaN or Inf values; replace them, e.g. np.nan_to_num")
-
-
-def _prompt_window(
-    reader: SliceReader, idx: int, prompt: np.ndarray, config: PropagationConfig
-) -> tuple[float, float]:
-    """The intensity window of a ``(H, W)`` bool prompt, from its pixels on slice ``idx``."""
-    win = crop_window(prompt, config.crop_ratio, config.min_crop)
-    rows, cols = win.clipped(reader.plane_shape)
-    values = reader.read(idx, idx + 1, rows, cols)[0][prompt[rows, cols]]
-    return intensity_window(
-        values, config.intensity, config.lower_percentile, config.upper_percentile
-    )
 
 
 def box_to_mask(
@@ -110,8 +147,16 @@ def box_to_mask(
     """
     r0, c0, r1, c1 = normalize_box(box, reader.plane_shape)
     crop = reader.read(slice_index, slice_index + 1, slice(r0, r1), slice(c0, c1))[0]
+    if crop.size < MIN_BOX_PIXELS:
+        raise ValueError(
+            f"the box {(r0, c0, r1, c1)} is too small ({r1 - r0} x {c1 - c0} px, at least "
+            f"{MIN_BOX_PIXELS} px are needed); draw the box around the whole object"
+        )
     if not np.ptp(crop) > 0:
-        raise ValueError("the image is constant inside the box; there is no object to find")
+        raise ValueError(
+            f"the image is constant inside the box {(r0, c0, r1, c1)} on slice {slice_index}; "
+            "there is no object to find"
+        )
     pred = predictor.predict(crop, config)
     if not pred.any():
         raise ValueError(
@@ -126,10 +171,10 @@ def box_to_mask(
 def propagate(
     image: Any,
     *,
-    slice_index: int,
+    slice_index: int | Sequence[int] | None = None,
     axis: int = 0,
-    box: Sequence[float] | None = None,
-    mask: np.ndarray | None = None,
+    box: Sequence[float] | Sequence[Sequence[float]] | None = None,
+    mask: np.ndarray | Sequence[np.ndarray] | None = None,
     spacing: float | Sequence[float] | None = None,
     model: ModelSpec = None,
     device: str | torch.device | None = None,
@@ -146,11 +191,16 @@ def propagate(
     Args:
         image: ``(Z, Y, X)`` greyscale volume: numpy, dask, zarr or any array with basic
             indexing. Only the slices and windows needed are read.
-        slice_index: Prompt slice along ``axis``.
+        slice_index: Prompt slice along ``axis``, or a list of them for several prompts of the
+            same object (one box or mask each). Omit it with a ``(Z, Y, X)`` mask.
         axis: Propagation axis, 0, 1 or 2.
-        box: ``(row0, col0, row1, col1)`` box around the object in the prompt plane.
-        mask: ``(H, W)`` mask (bool/int/float, non-zero = object) in the prompt plane; a closed
-            outline is filled.
+        box: ``(row0, col0, row1, col1)`` box around the object in the prompt plane, or a list
+            of boxes (one per slice of ``slice_index``).
+        mask: ``(H, W)`` mask (bool/int/float, non-zero = object) in the prompt plane, or a list
+            of them; or a ``(Z, Y, X)`` mask whose non-empty slices along ``axis`` are the
+            prompts. A closed outline is filled. Several prompts all guide the first round;
+            each prompt slice keeps its prompt, gaps between prompts are closed from both sides
+            and the fronts past the outermost ones continue as with one prompt.
         spacing: Voxel size ``(z, y, x)`` (or one number for all axes); sets the neighbours per
             round from ``thickness``. None = unknown units, ``thickness`` counts slices.
         model: Model to use (None = bundled default; see :func:`napari_propsam.list_models`).
@@ -171,34 +221,44 @@ def propagate(
         CheckpointError: the model cannot be loaded.
     """
     reader = SliceReader(image, axis)
-    idx = _check_index(slice_index, reader.n_slices, reader.axis)
-    if (box is None) == (mask is None):
-        raise ValueError("give exactly one prompt: box=(row0, col0, row1, col1) or mask=2D array")
+    indices, boxes, masks = collect_prompts(
+        slice_index,
+        box,
+        mask,
+        reader.plane_shape,
+        reader.shape,
+        reader.axis,
+        lambda i: _check_index(i, reader.n_slices, reader.axis),
+        _check_box,
+        lambda m: _check_mask(m, reader.plane_shape),
+    )
     sp = _check_spacing(spacing)
     prop_cfg, box_cfg = split_options(options, config, box_config)
     _check_all_finite(image)
-    if box is not None:
-        box_t = normalize_box(box, reader.plane_shape)
-        prompt, bounds = None, None
-    else:
-        prompt = prepare_mask(mask, reader.plane_shape)
-        bounds = _prompt_window(reader, idx, prompt, prop_cfg)
-    if predictor is None or box is not None:
+    bounds = None if masks is None else prompt_bounds(reader, indices, masks, prop_cfg)
+    if predictor is None or boxes is not None:
         bundle = resolve_model(model)
         if predictor is None:
             predictor = PropMaskPredictor(bundle.propmask.model, device)
-        if box is not None and bundle.box2mask is None:
+        if boxes is not None and bundle.box2mask is None:
             raise ValueError(f"model {bundle.name!r} has no Box2Mask network; give a mask prompt")
-        b2m = Box2MaskPredictor(bundle.box2mask.model, device) if box is not None else None
+        b2m = Box2MaskPredictor(bundle.box2mask.model, device) if boxes is not None else None
     along = None if sp is None else sp[reader.axis]
 
     def run() -> Iterator[SliceUpdate]:
-        if prompt is None:
-            guide = box_to_mask(reader, idx, box_t, b2m, box_cfg)
-            window = _prompt_window(reader, idx, guide, prop_cfg)
+        guides, window = masks, bounds
+        if boxes is not None:
+            guides = [
+                box_to_mask(reader, i, b, b2m, box_cfg)
+                for i, b in zip(indices, boxes, strict=True)
+            ]
+            window = prompt_bounds(reader, indices, guides, prop_cfg)
+        if len(indices) == 1:
+            yield from propagate_mask(
+                reader, indices[0], guides[0], predictor, prop_cfg, along, window
+            )
         else:
-            guide, window = prompt, bounds
-        yield from propagate_mask(reader, idx, guide, predictor, prop_cfg, along, window)
+            yield from propagate_mask(reader, indices, guides, predictor, prop_cfg, along, window)
 
     return run()
 
@@ -218,10 +278,10 @@ def apply_update(volume: np.ndarray, update: SliceUpdate) -> None:
 def segment(
     image: Any,
     *,
-    slice_index: int,
+    slice_index: int | Sequence[int] | None = None,
     axis: int = 0,
-    box: Sequence[float] | None = None,
-    mask: np.ndarray | None = None,
+    box: Sequence[float] | Sequence[Sequence[float]] | None = None,
+    mask: np.ndarray | Sequence[np.ndarray] | None = None,
     spacing: float | Sequence[float] | None = None,
     model: ModelSpec = None,
     device: str | torch.device | None = None,
@@ -322,10 +382,10 @@ def _roi_from_updates(updates: Sequence[SliceUpdate], shape: Sequence[int]) -> O
 def segment_roi(
     image: Any,
     *,
-    slice_index: int,
+    slice_index: int | Sequence[int] | None = None,
     axis: int = 0,
-    box: Sequence[float] | None = None,
-    mask: np.ndarray | None = None,
+    box: Sequence[float] | Sequence[Sequence[float]] | None = None,
+    mask: np.ndarray | Sequence[np.ndarray] | None = None,
     spacing: float | Sequence[float] | None = None,
     model: ModelSpec = None,
     device: str | torch.device | None = None,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -81,3 +82,121 @@ def prepare_mask(
     if fill_holes:
         out = ndimage.binary_fill_holes(out)
     return out
+
+
+def _is_many(value: Any) -> bool:
+    """True for a sequence of slice indices (not one integer)."""
+    return value is not None and not np.isscalar(value) and np.ndim(value) == 1
+
+
+def _count(prompts: Any) -> int | None:
+    """Number of per-slice prompts in a list/tuple/stacked array, None for a single prompt."""
+    if isinstance(prompts, (list, tuple)):
+        return len(prompts)
+    if isinstance(prompts, np.ndarray) and prompts.ndim >= 2 and prompts.dtype != object:
+        return len(prompts)
+    return None
+
+
+def _check_apart(indices: list[int], regions: list[Box]) -> None:
+    """Refuse prompts whose regions do not overlap in projection: likely different objects.
+
+    Each region is widened by half its size first, so a structure that drifts a little between
+    prompt slices still counts as one object.
+    """
+    order = np.argsort(indices)
+    for a, b in zip(order, order[1:], strict=False):
+        (r0, c0, r1, c1), (s0, d0, s1, d1) = regions[a], regions[b]
+        mr, mc = max(r1 - r0, s1 - s0) // 2, max(c1 - c0, d1 - d0) // 2
+        if r1 + mr <= s0 or s1 + mr <= r0 or c1 + mc <= d0 or d1 + mc <= c0:
+            raise ValueError(
+                f"the prompts on slices {indices[a]} and {indices[b]} do not overlap in "
+                "projection, so they probably mark different objects; segment each object "
+                "on its own, or check the slice indices"
+            )
+
+
+def collect_prompts(
+    slice_index: Any,
+    box: Any,
+    mask: Any,
+    plane_shape: tuple[int, int],
+    volume_shape: tuple[int, int, int],
+    axis: int,
+    check_index: Callable[[Any], int],
+    check_box: Callable[[Any], Any] = lambda b: b,
+    check_mask: Callable[[Any], Any] = lambda m: m,
+) -> tuple[list[int], list[Box] | None, list[np.ndarray] | None]:
+    """Validate one or several prompts of one object.
+
+    Accepted forms (planes are ``(H, W)`` after removing ``axis`` from the ZYX volume; boxes are
+    ``(row0, col0, row1, col1)``):
+
+    - ``slice_index=i`` with ``box=(4 numbers)`` or ``mask=(H, W)``;
+    - ``slice_index=[i, j, ...]`` with ``box=[b_i, b_j, ...]`` or ``mask=[m_i, m_j, ...]``;
+    - ``mask=(Z, Y, X)`` volume-shaped and ``slice_index`` omitted: every non-empty slice along
+      ``axis`` is a prompt.
+
+    Args:
+        slice_index: One index, a sequence of indices, or None (3D mask only).
+        box: Box(es) or None.
+        mask: Mask(s) or None.
+        plane_shape: ``(H, W)`` of a slice plane.
+        volume_shape: ``(Z, Y, X)`` of the volume.
+        axis: Propagation axis.
+        check_index: Validates one index, returning it as int.
+        check_box: Validates one box before it is clipped (returns it).
+        check_mask: Validates one mask before it is filled (returns it).
+
+    Returns:
+        ``(indices, boxes, masks)`` sorted by slice; exactly one of ``boxes``/``masks`` is set.
+
+    Raises:
+        ValueError: no or two kinds of prompt, mismatched lengths, a repeated slice, empty or
+            misshapen masks, or prompts that do not overlap in projection.
+    """
+    if (box is None) == (mask is None):
+        raise ValueError(
+            "give exactly one prompt: box=(row0, col0, row1, col1) or mask=2D array "
+            "(or lists of them with slice_index=[...], or a 3D mask)"
+        )
+    if mask is not None and slice_index is None:
+        vol = np.asarray(mask)
+        if vol.shape != tuple(volume_shape):
+            raise ValueError(
+                f"without slice_index, mask must be a {tuple(volume_shape)} volume whose "
+                f"non-empty slices are the prompts; got shape {vol.shape}"
+            )
+        moved = np.moveaxis(vol != 0, axis, 0)
+        idx = [int(i) for i in np.flatnonzero(moved.reshape(len(moved), -1).any(axis=1))]
+        if not idx:
+            raise ValueError("mask is empty: paint the object on at least one slice")
+        slice_index, mask = idx, [moved[i] for i in idx]
+    if slice_index is None:
+        raise ValueError("slice_index is required with a box prompt (an integer or a list)")
+    many = _is_many(slice_index)
+    indices = [check_index(i) for i in (slice_index if many else [slice_index])]
+    prompts = (box if box is not None else mask) if many else [box if box is not None else mask]
+    count = _count(prompts) if many else 1
+    if count != len(indices):
+        raise ValueError(
+            f"{len(indices)} prompt slices need {len(indices)} "
+            f"{'boxes' if box is not None else 'masks'} (a list, one per slice), got "
+            f"{'one' if count is None else count}"
+        )
+    if len(set(indices)) != len(indices):
+        dup = sorted({i for i in indices if indices.count(i) > 1})
+        raise ValueError(f"slice(s) {dup} have more than one prompt; give one per slice")
+    order = sorted(range(len(indices)), key=indices.__getitem__)
+    indices = [indices[i] for i in order]
+    if box is not None:
+        boxes = [normalize_box(check_box(prompts[i]), plane_shape) for i in order]
+        _check_apart(indices, boxes)
+        return indices, boxes, None
+    masks = [prepare_mask(check_mask(prompts[i]), plane_shape) for i in order]
+    regions = []
+    for m in masks:
+        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+        regions.append((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1))
+    _check_apart(indices, regions)
+    return indices, None, masks

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,14 +223,39 @@ class _Engine:
         self.lo, self.hi = bounds
         self.ranges = _SliceRanges(reader, self.lo, self.hi)
         self.tiles: dict[int, _VoteTile] = {}
-        # Lowest and highest slice predicted so far (the released ``propagated_slice_ids``).
-        self.low: int | None = None
-        self.high: int | None = None
+        # Slices predicted so far (the released ``propagated_slice_ids``) and the prompt slices.
+        self.predicted: set[int] = set()
+        self.prompts: frozenset[int] = frozenset()
 
     def neighbours(self, g: int) -> list[int]:
-        """Slices within ``k`` of ``g``, inside the volume, ascending, without ``g``."""
+        """Slices within ``k`` of ``g``, inside the volume, ascending, without ``g``.
+
+        With several prompts, prompt slices are never predicted: each keeps its prompt. With one,
+        later guides predict the prompt slice again, as the released procedure does.
+        """
         n = self.reader.n_slices
-        return [s for s in range(max(0, g - self.k), min(n, g + self.k + 1)) if s != g]
+        skip = self.prompts if len(self.prompts) > 1 else {g}
+        return [
+            s for s in range(max(0, g - self.k), min(n, g + self.k + 1)) if s != g and s not in skip
+        ]
+
+    def runs(self) -> list[tuple[int, int]]:
+        """Maximal runs ``(first, last)`` of slices reached so far.
+
+        A run is made of predicted slices; a prompt slice joins the run only where both its
+        neighbours are reached, so one prompt's run is exactly the released ``min`` and ``max``
+        of the predicted slices (a prompt on slice 0 is not a frontier of its own).
+        """
+        covered = set(self.predicted)
+        reached = covered | self.prompts
+        covered |= {p for p in self.prompts if p - 1 in reached and p + 1 in reached}
+        out: list[tuple[int, int]] = []
+        for s in sorted(covered):
+            if out and s == out[-1][1] + 1:
+                out[-1] = (out[-1][0], s)
+            else:
+                out.append((s, s))
+        return out
 
     def prepare(self, g: int, win: Window, mask: np.ndarray) -> _Guide:
         """Read and scale the guide's window on the guide and all its neighbours."""
@@ -243,26 +268,36 @@ class _Engine:
         return _Guide(g, win, mask, block, first, neigh, {s: 1 for s in neigh})
 
     def next_guides(self) -> list[int]:
-        """The released frontier rule: the lowest and highest slices predicted so far."""
-        if self.low is None or self.high is None:
-            return []
+        """The frontier rule: the ends of every run of reached slices, while votes allow.
+
+        With one prompt there is one run, whose ends are the lowest and highest slices predicted
+        so far: the released rule. Towards slice 0 a front continues while its frontier slice's
+        vote sum is above ``min_area``; towards the last slice above ``min_area``
+        (``stop_rule="symmetric"``) or above 0 (``"released"``). Gaps between prompts close
+        from both sides the same way.
+        """
         n, cfg = self.reader.n_slices, self.config
         hi_threshold = 0.0 if cfg.stop_rule == "released" else cfg.min_area
         out = []
-        low, high = self.low, self.high
-        if low > 0 and self.tiles[low].total > cfg.min_area:
-            out.append(low)
-        if high < n - 1 and self.tiles[high].total > hi_threshold:
-            out.append(high)
+        for low, high in self.runs():
+            if low > 0 and self.tiles[low].total > cfg.min_area:
+                out.append(low)
+            if high < n - 1 and self.tiles[high].total > hi_threshold:
+                out.append(high)
         return out
 
     def progress(self) -> float:
-        n = self.reader.n_slices
-        if self.low is None or self.high is None:
+        """Reached slices over reached plus not yet reached outside the outermost fronts."""
+        runs = self.runs()
+        if not runs:
             return 0.0
-        low, high = self.low, self.high
-        covered = high - low + 1
-        return min(0.99, covered / max(1, covered + low + (n - 1 - high)))
+        n = self.reader.n_slices
+        covered = sum(b - a + 1 for a, b in runs)
+        remaining = runs[0][0] + (n - 1 - runs[-1][1])
+        remaining += sum(
+            nxt[0] - prev[1] - 1 for prev, nxt in zip(runs, runs[1:], strict=False)
+        )
+        return min(0.99, covered / max(1, covered + remaining))
 
     def add_votes(self, guide: _Guide, slices: list[int], pred: np.ndarray) -> None:
         rows, cols = guide.window.clipped(self.plane_shape)
@@ -272,8 +307,7 @@ class _Engine:
             if tile is None:
                 tile = self.tiles[s] = _VoteTile(rows, cols)
             tile.add(rows, cols, p[:h, :w], guide.weights[s])
-            self.low = s if self.low is None else min(self.low, s)
-            self.high = s if self.high is None else max(self.high, s)
+            self.predicted.add(s)
 
 
 def _pad_like_released(guides: list[_Guide]) -> None:
@@ -322,24 +356,26 @@ def _run_round(
 
 def propagate_mask(
     reader: SliceReader,
-    slice_index: int,
-    prompt: np.ndarray,
+    slice_index: int | Sequence[int],
+    prompt: np.ndarray | Sequence[np.ndarray],
     predictor: MaskPropagator,
     config: PropagationConfig | None = None,
     spacing: float | None = None,
     bounds: tuple[float, float] | None = None,
 ) -> Iterator[SliceUpdate]:
-    """Propagate a 2D prompt mask through the volume, yielding slice updates as they are computed.
+    """Propagate 2D prompt masks through the volume, yielding slice updates as they are computed.
 
     Args:
         reader: Lazy reader of the volume along the propagation axis.
-        slice_index: Index of the prompt slice along ``reader.axis``.
-        prompt: ``(H, W)`` bool mask on that slice (``H, W`` = ``reader.plane_shape``), not empty.
+        slice_index: Index of the prompt slice along ``reader.axis``, or several (distinct).
+        prompt: ``(H, W)`` bool mask on that slice (``H, W`` = ``reader.plane_shape``), not empty;
+            or one per slice of ``slice_index``.
         predictor: Runs PropMask (or a stand-in) on crops.
         config: Engine options (defaults if None).
         spacing: Voxel spacing along the propagation axis, or None if units are unknown.
         bounds: The intensity window ``(lo, hi)`` if the caller already computed it with
-            :func:`napari_propsam.transforms.intensity_window` (None: computed here).
+            :func:`napari_propsam.transforms.intensity_window` (None: computed here from the
+            pixels of every prompt).
 
     Yields:
         :class:`SliceUpdate` after every forward pass for each slice it touched, then one final
@@ -347,49 +383,91 @@ def propagate_mask(
         work after the current forward pass.
     """
     config = config or PropagationConfig()
-    prompt = np.asarray(prompt, dtype=bool)
-    _warn_small_prompt(int(prompt.sum()), config.min_area)
-    win = crop_window(prompt, config.crop_ratio, config.min_crop)
-    rows, cols = win.clipped(reader.plane_shape)
+    indices, masks = _as_prompts(slice_index, prompt)
+    for m in masks:
+        _warn_small_prompt(int(m.sum()), config.min_area)
     if bounds is None:
-        guide_raw = reader.read(slice_index, slice_index + 1, rows, cols)[0]
-        bounds = intensity_window(
-            guide_raw[prompt[rows, cols]],
-            config.intensity,
-            config.lower_percentile,
-            config.upper_percentile,
-        )
+        bounds = prompt_bounds(reader, indices, masks, config)
     engine = _Engine(reader, config, config.neighbours(spacing), bounds)
+    engine.prompts = frozenset(indices)
     logger.debug("K=%d neighbours per side, clip window %s", engine.k, bounds)
 
-    first = engine.tiles[slice_index] = _VoteTile(rows, cols)
-    first.add(rows, cols, prompt[rows, cols])
-    mask = pad_to_window(prompt[rows, cols][None], win)[0]
-    guides = [engine.prepare(slice_index, win, mask)]
+    guides = []
+    for idx, m in zip(indices, masks, strict=True):
+        win = crop_window(m, config.crop_ratio, config.min_crop)
+        rows, cols = win.clipped(reader.plane_shape)
+        tile = engine.tiles[idx] = _VoteTile(rows, cols)
+        tile.add(rows, cols, m[rows, cols])
+        guides.append(engine.prepare(idx, win, pad_to_window(m[rows, cols][None], win)[0]))
     n_rounds = 0
     while guides:
         n_rounds += 1
+        reached = len(engine.predicted)
         _pad_like_released(guides)
         yield from _run_round(engine, guides, predictor)
         if config.max_rounds and n_rounds >= config.max_rounds:
             break
+        if n_rounds > 1 and len(engine.predicted) == reached:
+            break  # no front moved (only possible when prompts block each other's way)
         guides = []
         for g in engine.next_guides():
             tile = engine.tiles[g]
             gwin, gmask = tile.guide(config.crop_ratio, config.min_crop, reader.plane_shape)
             guides.append(engine.prepare(g, gwin, gmask))
 
-    yield from _final_pass(engine.tiles, reader.axis, slice_index, prompt, config)
+    prompts = dict(zip(indices, masks, strict=True))
+    yield from _final_pass(engine.tiles, reader.axis, prompts, config)
+
+
+def _as_prompts(
+    slice_index: int | Sequence[int], prompt: np.ndarray | Sequence[np.ndarray]
+) -> tuple[list[int], list[np.ndarray]]:
+    """One or several ``(slice, (H, W) bool mask)`` prompts as two aligned lists."""
+    if isinstance(slice_index, (int, np.integer)):
+        return [int(slice_index)], [np.asarray(prompt, dtype=bool)]
+    indices = [int(i) for i in slice_index]
+    masks = [np.asarray(m, dtype=bool) for m in prompt]
+    if len(indices) != len(masks):
+        raise ValueError(f"{len(indices)} prompt slices but {len(masks)} prompt masks")
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"a slice has more than one prompt: {indices}")
+    return indices, masks
+
+
+def prompt_bounds(
+    reader: SliceReader,
+    indices: Sequence[int],
+    masks: Sequence[np.ndarray],
+    config: PropagationConfig,
+) -> tuple[float, float]:
+    """The intensity window of the prompts, from their pixels on their slices (read as float32).
+
+    Args:
+        reader: Volume reader along the propagation axis.
+        indices: Prompt slices.
+        masks: ``(H, W)`` bool prompt masks, one per slice.
+        config: ``intensity`` and the percentiles.
+
+    Raises:
+        ValueError: as :func:`napari_propsam.transforms.intensity_window`.
+    """
+    values = []
+    for idx, m in zip(indices, masks, strict=True):
+        win = crop_window(m, config.crop_ratio, config.min_crop)
+        rows, cols = win.clipped(reader.plane_shape)
+        values.append(reader.read(idx, idx + 1, rows, cols)[0][m[rows, cols]])
+    return intensity_window(
+        np.concatenate(values), config.intensity, config.lower_percentile, config.upper_percentile
+    )
 
 
 def _final_pass(
     tiles: dict[int, _VoteTile],
     axis: int,
-    slice_index: int,
-    prompt: np.ndarray,
+    prompts: dict[int, np.ndarray],
     config: PropagationConfig,
 ) -> Iterator[SliceUpdate]:
-    """Any vote is foreground; then components that miss the prompt are removed.
+    """Any vote is foreground; then components that miss every prompt are removed.
 
     Components are 6-connected (scipy's default structure), as in the released code.
     """
@@ -408,7 +486,8 @@ def _final_pass(
         labels, n_comp = ndimage.label(fg)
         if n_comp > 1:
             seed = np.zeros_like(fg)
-            seed[slice_index - z0] = prompt[r0:r1, c0:c1]
+            for idx, m in prompts.items():
+                seed[idx - z0] = m[r0:r1, c0:c1]
             keep = np.unique(labels[seed & fg])
             fg = np.isin(labels, keep[keep > 0])
     for i, s in enumerate(indices):
