@@ -18,7 +18,13 @@ from typing import Any, Union
 from torch import nn
 
 from .models import Box2Mask, PropMask
-from .weights import WEIGHTS_DIR, CheckpointError, LoadedNetwork, load_network
+from .weights import (
+    WEIGHTS_DIR,
+    CheckpointError,
+    LoadedNetwork,
+    existing_checkpoint,
+    load_network,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +84,7 @@ def list_models() -> list[ModelInfo]:
 
 
 def _load_cached(path: Path, network: str) -> LoadedNetwork:
-    path = path.expanduser().resolve()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    path = existing_checkpoint(path.expanduser().resolve())
     key = (str(path), path.stat().st_mtime_ns, network)
     with _lock:
         if key not in _cache:

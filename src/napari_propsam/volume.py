@@ -19,7 +19,12 @@ def check_volume(image: Any) -> tuple[int, int, int]:
         ValueError: not 3D, RGB(A), complex or non-numeric, or with an empty axis. The message
             says how to pass a 3D view.
     """
-    shape = tuple(int(s) for s in getattr(image, "shape", ()))
+    if not hasattr(image, "shape") or not hasattr(image, "__getitem__"):
+        raise ValueError(
+            f"image must be a 3D array (Z, Y, X) with a shape, such as a numpy, dask or zarr "
+            f"array, got {type(image).__name__}; for nested lists pass np.asarray(image)"
+        )
+    shape = tuple(int(s) for s in image.shape)
     ndim = len(shape)
     if ndim == 2:
         raise ValueError(
@@ -58,8 +63,12 @@ class SliceReader:
 
     def __init__(self, image: Any, axis: int = 0) -> None:
         shape = check_volume(image)
-        if axis not in (0, 1, 2) and axis not in (-1, -2, -3):
-            raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+        if (
+            isinstance(axis, bool | np.bool_)
+            or not isinstance(axis, int | np.integer)
+            or axis not in (0, 1, 2, -1, -2, -3)
+        ):
+            raise ValueError(f"axis must be the integer 0, 1 or 2, got {axis!r}")
         self.image = image
         self.axis = int(axis) % 3
         self.shape = shape

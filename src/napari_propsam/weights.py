@@ -117,11 +117,111 @@ def save_checkpoint(
     return path
 
 
-def _read_safetensors_metadata(path: Path) -> dict[str, str]:
+def _read_safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """The metadata and every tensor's shape, read from the header only (no tensor data)."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+        shapes = {k: tuple(int(n) for n in f.get_slice(k).get_shape()) for k in f.keys()}
+        return dict(f.metadata() or {}), shapes
+
+
+def _meta_network(network: str, arch: ArchConfig, source: str) -> nn.Module:
+    """The network built on torch's ``meta`` device: every shape, no memory.
+
+    A checkpoint's declared architecture is checked against its tensors on this skeleton before
+    the real network is allocated, so a small file cannot make the loader build a huge one.
+    """
+    try:
+        with torch.device("meta"):
+            return build_network(network, arch)
+    except Exception as err:  # noqa: BLE001 - torch/DNA raise many types for impossible shapes
+        raise CheckpointError(
+            f"checkpoint {source} declares an architecture that cannot be built ({arch}): {err}"
+        ) from err
+
+
+def _alias_names(model: nn.Module) -> dict[str, str]:
+    """``{state-dict name: canonical name}``; parameters registered twice share one canonical
+    name (the first). Works on ``meta`` networks, whose tensors all report the same pointer."""
+    first: dict[int, str] = {}
+    out = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        out[name] = first.setdefault(id(tensor), name)
+    return out
+
+
+def _check_shapes(
+    model: nn.Module, shapes: Mapping[str, tuple[int, ...]], source: str, aliases: bool
+) -> None:
+    """Refuse a checkpoint whose tensor names or shapes do not fit ``model`` (a meta network).
+
+    Args:
+        model: The network the checkpoint declares, built on the meta device.
+        shapes: ``{name: shape}`` of the checkpoint's tensors.
+        source: The file, for messages.
+        aliases: Names stored once for several aliased parameters are complete (our format).
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
+    given = dict(shapes)
+    if aliases:
+        for name, canonical in _alias_names(model).items():
+            if name not in given and canonical in given:
+                given[name] = given[canonical]
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong = sorted(
+        f"{k}: checkpoint {given[k]} vs model {expected[k]}"
+        for k in set(given) & set(expected)
+        if given[k] != expected[k]
+    )
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys, e.g. {missing[:5]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[:5]}")
+        if wrong:
+            parts.append(f"{len(wrong)} shape mismatches, e.g. {wrong[:3]}")
+        raise CheckpointError(
+            f"checkpoint {source} does not match the architecture it declares: " + "; ".join(parts)
+        )
+
+
+def _check_backed(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse tensors whose data is not in the file (e.g. a 1-element storage expanded to a
+    4096-channel weight): their shapes would claim a network the file cannot fill."""
+    for name, t in state.items():
+        need = t.numel() * t.element_size()
+        if need and (not t.is_contiguous() or t.untyped_storage().nbytes() < need):
+            raise CheckpointError(
+                f"checkpoint {source}: tensor {name} claims shape {tuple(t.shape)} but the file "
+                f"stores only {t.untyped_storage().nbytes()} bytes for it ({need} needed)"
+            )
+
+
+def _build_checked(
+    network: str,
+    arch: ArchConfig,
+    shapes: Mapping[str, tuple[int, ...]],
+    source: str,
+    aliases: bool,
+) -> nn.Module:
+    """The real network, allocated only after its shapes matched the checkpoint's."""
+    _check_shapes(_meta_network(network, arch, source), shapes, source, aliases)
+    try:
+        return build_network(network, arch)
+    except Exception as err:  # noqa: BLE001 - e.g. out of memory for a genuinely huge network
+        raise CheckpointError(f"cannot build the network of checkpoint {source}: {err}") from err
+
+
+def _json_field(meta: Mapping[str, str], key: str, source: str) -> Any:
+    try:
+        return json.loads(meta[key])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {source}: its {key!r} metadata is not valid JSON ({err})"
+        ) from err
 
 
 def _load_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -145,7 +245,10 @@ def _load_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str)
         raise CheckpointError(
             f"checkpoint {source} does not match the network: " + "; ".join(parts)
         )
-    model.load_state_dict(dict(state), strict=True)
+    try:
+        model.load_state_dict(dict(state), strict=True)
+    except (RuntimeError, TypeError, ValueError) as err:  # e.g. a dtype torch cannot copy
+        raise CheckpointError(f"checkpoint {source} cannot be loaded: {err}") from err
 
 
 def _complete_aliases(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -172,12 +275,9 @@ def load_safetensors(path: str | Path, network: str | None = None) -> LoadedNetw
     Raises:
         CheckpointError: missing, corrupt, foreign, or mismatched file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    path = existing_checkpoint(path)
     try:
-        meta = _read_safetensors_metadata(path)
-        state = load_file(str(path))
+        meta, shapes = _read_safetensors_header(path)
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
     if meta.get("format") != FORMAT:
@@ -191,12 +291,61 @@ def load_safetensors(path: str | Path, network: str | None = None) -> LoadedNetw
         arch = ArchConfig.from_dict(json.loads(meta["arch"]))
     except (KeyError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path} has no valid architecture record: {err}") from err
-    model = build_network(kind, arch)
-    _load_into(model, _complete_aliases(model, state), str(path))
     info = {
-        k: json.loads(v) if k in ("preprocessing", "provenance") else v for k, v in meta.items()
+        k: _json_field(meta, k, str(path)) if k in ("preprocessing", "provenance") else v
+        for k, v in meta.items()
     }
+    model = _build_checked(kind, arch, shapes, str(path), aliases=True)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    _load_into(model, _complete_aliases(model, state), str(path))
     return LoadedNetwork(kind, model.eval(), arch, str(path), info)
+
+
+def existing_checkpoint(path: str | Path) -> Path:
+    """``path`` if it is a file; a :class:`CheckpointError` that says what it is otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path} is a folder, not a checkpoint file: give a PropMask .safetensors or .pth "
+            "file (a training run keeps it in RUN/propmask/propmask.safetensors)"
+        )
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return path
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with errors that say what we support.
+
+    torch's own message for a file that needs unpickling advises ``weights_only=False``, which
+    would run code from the file; that advice is never passed on.
+    """
+    import pickle
+    import zipfile
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it holds Python objects other than tensors, which "
+            "napari-propsam never unpickles. Supported: our .safetensors files, and .pth files "
+            "holding only tensors (a state dict, optionally under 'model_state_dict'), such as "
+            "the released PAM checkpoints"
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in first:
+            first = "not a tensors-only PyTorch file"
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {first} (truncated, or not a PyTorch checkpoint)"
+        ) from err
+    except Exception as err:  # noqa: BLE001 - torch raises many types for corrupt files
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {type(err).__name__} (corrupt or not a checkpoint)"
+        ) from err
 
 
 def _strip(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -249,13 +398,8 @@ def load_pam_checkpoint(path: str | Path, network: str | None = None) -> LoadedN
     Raises:
         CheckpointError: missing, unreadable (or would need code unpickling), or mismatched.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt/unsafe files
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    path = existing_checkpoint(path)
+    obj = _torch_load(path)
     if isinstance(obj, Mapping):
         for key in ("model_state_dict", "state_dict", "model"):
             if key in obj and isinstance(obj[key], Mapping):
@@ -269,10 +413,56 @@ def load_pam_checkpoint(path: str | Path, network: str | None = None) -> LoadedN
     kind = "propmask" if any(k.startswith("proposing_stage.") for k in state) else "box2mask"
     if network is not None and kind != network:
         raise CheckpointError(f"{path} holds a {kind} network, expected {network}")
-    arch = infer_arch(state)
-    model = build_network(kind, arch)
+    _check_backed(state, str(path))
+    try:
+        arch = infer_arch(state)
+    except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError) as err:
+        raise CheckpointError(f"{path}: cannot infer the architecture from its tensors") from err
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    model = _build_checked(kind, arch, shapes, str(path), aliases=False)
     _load_into(model, state, str(path))
     return LoadedNetwork(kind, model.eval(), arch, str(path), {"format": "pam-release"})
+
+
+#: What a training run's ``last.pt`` must hold to be resumed (napari_propsam.training.loop).
+RESUME_KEYS = ("model", "optimizer", "scheduler", "rng", "torch_rng", "step", "next_volume", "best")
+
+
+def check_resume_state(path: str | Path) -> None:
+    """Refuse a training run's resume state (``last.pt``) that cannot be resumed.
+
+    Training and fine-tuning continue from ``RUN/<network>/last.pt`` when it exists; a truncated
+    or foreign file would fail with a raw traceback inside the training loop. Call this first.
+
+    Args:
+        path: The ``last.pt`` file (nothing is checked when it does not exist).
+
+    Raises:
+        CheckpointError: unreadable, or not the state our training loop writes; the message
+            names the file and says to delete it (or choose another folder) to start over.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    fix = f"delete {path} (or choose another folder) to start over"
+    try:
+        state = _torch_load(existing_checkpoint(path))
+    except CheckpointError as err:
+        raise CheckpointError(f"cannot resume training: {err}; {fix}") from err
+    if not isinstance(state, Mapping):
+        raise CheckpointError(
+            f"cannot resume training: {path} holds a {type(state).__name__}, not a resume "
+            f"state; {fix}"
+        )
+    missing = [k for k in RESUME_KEYS if k not in state]
+    model = state.get("model")
+    if (
+        missing
+        or not isinstance(model, Mapping)
+        or not all(isinstance(v, torch.Tensor) for v in model.values())
+    ):
+        what = f"lacks {missing}" if missing else "has no tensors under 'model'"
+        raise CheckpointError(f"cannot resume training: {path} {what}; {fix}")
 
 
 def load_network(path: str | Path, network: str | None = None) -> LoadedNetwork:
