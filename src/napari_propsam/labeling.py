@@ -20,7 +20,10 @@ Rules, for an object with id ``N`` and a window with baseline ``B`` and mask ``M
   *replaces* the object's voxels in the window;
 * with ``whole_slice=True`` (re-propagation), the final update of a slice replaces the object's
   voxels in that slice's whole plane, so a slice the new run reaches loses every old ``N`` voxel
-  it does not predict again, while slices it does not reach are left alone.
+  it does not predict again, while slices it does not reach are left alone;
+* with ``owned`` (an :class:`~napari_propsam.ownership.OwnedRegion`), only those ``N`` voxels
+  are the object's: other voxels that carry ``N`` (another object under the same id, e.g. ids
+  merged by hand) are kept like other labels.
 
 Changes are returned as ``(indices, values)`` in numpy fancy-index form, which is what napari's
 ``Labels.data_setitem`` takes (so each change lands in the layer's undo history).
@@ -37,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .api import propagate
+from .ownership import OwnedRegion
 from .prompts import prepare_mask
 from .propagation import SliceUpdate
 from .registry import ModelSpec, resolve_model
@@ -212,6 +216,8 @@ class ObjectEdit:
         overwrite: Let the object take voxels of other labels.
         whole_slice: Re-propagation: each final update replaces the object's voxels in the whole
             slice plane, not only inside its window.
+        owned: The old voxels of ``label_id`` that are this object's (None: all of them); the
+            rest keep their value whatever the updates say.
 
     Use :meth:`change` for every update of the object, in order, applying each returned change
     before asking for the next one; :meth:`restore` brings the array back to the state before the
@@ -224,6 +230,7 @@ class ObjectEdit:
         label_id: int,
         overwrite: bool = False,
         whole_slice: bool = False,
+        owned: OwnedRegion | None = None,
     ) -> None:
         if int(label_id) <= 0:
             raise ValueError(f"label id must be positive, got {label_id}")
@@ -233,6 +240,7 @@ class ObjectEdit:
         self.label_id = int(label_id)
         self.overwrite = bool(overwrite)
         self.whole_slice = bool(whole_slice)
+        self.owned = owned
         self.axis: int | None = None
         self._baselines: dict[int, _Baseline] = {}
         self.n_updates = 0
@@ -291,7 +299,10 @@ class ObjectEdit:
         b = base.values[r0 - base.r0 : r1 - base.r0, c0 - base.c0 : c1 - base.c0]
         n = self.label_id
         allowed = (b == 0) | (b == n) if not self.overwrite else np.ones_like(mask)
-        background = np.where(b == n, 0, b)
+        mine = b == n
+        if self.owned is not None:  # other objects under the same id keep their voxels
+            mine &= self.owned.window(axis, update.index, rows, cols)
+        background = np.where(mine, 0, b)
         target = np.where(mask & allowed, np.asarray(n, dtype=b.dtype), background).astype(b.dtype)
         current = np.asarray(labels[plane_index(axis, update.index, rows, cols)])
         rr, cc = np.nonzero(current != target)
