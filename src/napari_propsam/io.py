@@ -431,11 +431,14 @@ def finish_ome_zarr(path: str | Path) -> None:
         axes = [names.index(a) for a in "zyx"]
         shapes = [tuple(image[ds["path"]].shape[i] for i in axes) for ds in ims["datasets"]]
     fmt = 3 if version == "0.5" else 2
+    src = base
     for k in range(1, len(levels)):
-        factors = [sk / s0 for sk, s0 in zip(levels[k], levels[0], strict=True)]
+        # from the level above, not from level 0: each level reads a quarter of the data or less
+        factors = [sk / sp for sk, sp in zip(levels[k], levels[k - 1], strict=True)]
         chunks = tuple(min(c, n) for c, n in zip(base.chunks, shapes[k], strict=True))
         dst = _new_array(group, str(k), shapes[k], chunks, base.dtype, fmt)
-        _downsample_into(base, dst, factors)
+        _downsample_into(src, dst, factors)
+        src = dst
     _write_label_metadata(group, levels, version, image)
 
 
