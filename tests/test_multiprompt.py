@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ThresholdPredictor, dice, ellipsoid_volume
 
 import napari_propsam as ps
+from conftest import ThresholdPredictor, dice, ellipsoid_volume
 from napari_propsam.prompts import collect_prompts
 
 
