@@ -1,9 +1,10 @@
 """CPU speed of the engine: milliseconds per slice for `full` and `lite`, seconds per object.
 
-Runs both architectures in one process on the same synthetic object (random weights: speed does
-not depend on the values), so their ratio is meaningful on a noisy machine.
+Runs the architectures in one process on the same synthetic object (random weights: speed does
+not depend on the values), so their ratios are meaningful on a noisy machine. `lite128` is `lite`
+at 128 px input, the candidate for thin objects.
 
-    python benchmarks/bench_speed.py [--threads N] [--object-slices 40]
+    python benchmarks/bench_speed.py [--threads N] [--object-slices 40] [--archs lite full]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -18,6 +20,8 @@ import torch
 import napari_propsam as ps
 from napari_propsam.models import FULL, LITE, PropMask
 from napari_propsam.predictors import PropMaskPredictor
+
+ARCHS = {"full": FULL, "lite": LITE, "lite128": replace(LITE, input_size=128)}
 
 logger = logging.getLogger("bench_speed")
 
@@ -50,7 +54,7 @@ def ellipsoid(n_slices: int, radius: int = 20) -> tuple[np.ndarray, np.ndarray]:
 
 def run(arch_name: str, image: np.ndarray, truth: np.ndarray, rounds: int) -> dict:
     torch.manual_seed(0)
-    arch = {"full": FULL, "lite": LITE}[arch_name]
+    arch = ARCHS[arch_name]
     pred = CountingPredictor(PropMask(arch), "cpu")
     mid = image.shape[0] // 2
     # Warm-up pass so one-off allocation does not count.
@@ -81,6 +85,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--object-slices", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--archs", nargs="+", choices=sorted(ARCHS), default=["lite", "full"])
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
@@ -89,7 +94,7 @@ def main() -> None:
     logger.info(
         "torch %s, %d threads, volume %s", torch.__version__, torch.get_num_threads(), image.shape
     )
-    rows = [run(a, image, truth, args.rounds) for a in ("lite", "full")]
+    rows = [run(a, image, truth, args.rounds) for a in args.archs]
     logger.info(
         "%-5s %8s %14s %18s %10s", "arch", "slices", "net ms/slice", "engine ms/slice", "s/object"
     )
@@ -102,10 +107,14 @@ def main() -> None:
             r["engine_ms_per_slice"],
             r["seconds"],
         )
-    logger.info(
-        "full / lite time per slice: %.1fx",
-        rows[1]["engine_ms_per_slice"] / rows[0]["engine_ms_per_slice"],
-    )
+    base = next((r for r in rows if r["arch"] == "full"), None)
+    for r in rows:
+        if base is not None and r is not base:
+            logger.info(
+                "%s / full time per slice: %.3f",
+                r["arch"],
+                r["engine_ms_per_slice"] / base["engine_ms_per_slice"],
+            )
 
 
 if __name__ == "__main__":
