@@ -16,6 +16,7 @@ from .batch import iter_batch, run_batch
 from .config import BoxConfig, PropagationConfig
 from .device import select_device, tune_malloc
 from .propagation import SliceUpdate, SmallPromptWarning
+from .quality import ObjectQuality, ReviewSlice
 from .registry import ModelBundle, ModelInfo, list_models, resolve_model
 from .series import SeriesUpdate, propagate_series, propagate_series_stream, read_series
 from .similar import SimilarConfig, SimilarFound, detect_similar, find_similar, find_similar_stream
@@ -26,8 +27,10 @@ __all__ = [
     "CheckpointError",
     "ModelBundle",
     "ModelInfo",
+    "ObjectQuality",
     "ObjectROI",
     "PropagationConfig",
+    "ReviewSlice",
     "SeriesUpdate",
     "SimilarConfig",
     "SimilarFound",

@@ -21,6 +21,7 @@ from .config import BoxConfig, PropagationConfig, split_options
 from .predictors import Box2MaskPredictor, MaskPropagator, PropMaskPredictor
 from .prompts import collect_prompts, normalize_box
 from .propagation import SliceUpdate, prompt_bounds, propagate_mask
+from .quality import ObjectQuality
 from .registry import ModelSpec, resolve_model
 from .volume import SliceReader
 
@@ -285,17 +286,26 @@ def segment(
     spacing: float | Sequence[float] | None = None,
     model: ModelSpec = None,
     device: str | torch.device | None = None,
+    with_quality: bool = False,
     **options: Any,
-) -> np.ndarray:
-    """Segment one 3D object from a box or mask on one slice.
+) -> np.ndarray | tuple[np.ndarray, ObjectQuality]:
+    """Segment one 3D object from a box or mask on one slice (or several prompts).
 
-    Same arguments as :func:`propagate`.
+    Same arguments as :func:`propagate`, plus:
+
+    Args:
+        with_quality: Also return the object's :class:`~napari_propsam.quality.ObjectQuality`:
+            ``score`` in [0, 1] (tracks the DSC) and ``slices_to_review`` (indices along
+            ``axis``, worst first, each with a reason). It costs no extra forward pass.
 
     Returns:
-        ``image.shape`` bool array, True on the object.
+        ``image.shape`` bool array, True on the object; with ``with_quality``,
+        ``(mask, quality)``.
 
     Example:
         >>> labels = napari_propsam.segment(volume, slice_index=40, box=(120, 80, 160, 130))
+        >>> labels, q = napari_propsam.segment(volume, slice_index=40, mask=m, with_quality=True)
+        >>> q.score, [(r.index, r.reason) for r in q.slices_to_review]
     """
     gen = propagate(
         image,
@@ -309,9 +319,13 @@ def segment(
         **options,
     )
     out = np.zeros(tuple(int(s) for s in image.shape), bool)
+    quality = None
     for update in gen:
         if update.final:
             apply_update(out, update)
+            quality = update.quality or quality
+    if with_quality:
+        return out, quality
     return out
 
 

@@ -51,6 +51,9 @@ class Result:
     hd95: float
     seconds: float
     slices: int
+    score: float = float("nan")
+    flagged_error_share: float = float("nan")
+    flagged_slice_fraction: float = float("nan")
 
 
 class _Counting:
@@ -95,6 +98,80 @@ def _scores(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
     from .metrics import dice, hd95, nsd
 
     return dice(pred, truth), nsd(pred, truth, tolerance=1.0), hd95(pred, truth)
+
+
+def _flagged_errors(
+    pred: np.ndarray, truth: np.ndarray, axis: int, flagged: Sequence[int]
+) -> tuple[float, float]:
+    """Share of the wrong voxels (FP + FN) on ``flagged`` slices, and their share of the
+    object's slices (slices along ``axis`` where the prediction has voxels)."""
+    other = tuple(i for i in range(3) if i != axis)
+    wrong = (pred ^ truth).sum(axis=other)
+    n_slices = int(np.count_nonzero(pred.any(axis=other)))
+    total = float(wrong.sum())
+    share = float(wrong[list(flagged)].sum()) / total if total and flagged else 0.0
+    return (share if total else 1.0), (len(flagged) / n_slices if n_slices else 0.0)
+
+
+def _run_propsam(vol, obj, case, kind, prompt, bundle, predictor, device, config) -> Result:
+    """PropSAM on one prompt: scores, time, and how well its quality report points at errors."""
+    predictor.slices = 0
+    t = time.perf_counter()
+    pred = np.zeros(obj.shape, bool)
+    quality = None
+    try:
+        for u in propagate(
+            vol.image,
+            slice_index=case.slice_index,
+            axis=case.axis,
+            spacing=vol.spacing,
+            model=bundle,
+            predictor=predictor,
+            device=device,
+            config=config,
+            **prompt,
+        ):
+            if u.final:
+                apply_update(pred, u)
+                quality = u.quality or quality
+    except ValueError as err:
+        logger.debug("%s %s: %s", case, kind, err)
+    dt = time.perf_counter() - t
+    score, share, frac = 0.0, 0.0, 0.0
+    if quality is not None:
+        score = quality.score
+        share, frac = _flagged_errors(pred, obj, case.axis, quality.review_indices)
+    return Result(
+        case, "propsam", kind, *_scores(pred, obj), dt, predictor.slices, score, share, frac
+    )
+
+
+def quality_report(results: Sequence[Result], failure: float = 0.7) -> dict[str, float]:
+    """How well PropSAM's quality scores point at its failures (issue: "where to look").
+
+    Returns:
+        ``spearman``: rank correlation of score and DSC; ``caught``: share of failures
+        (DSC < ``failure``) among the 10 % lowest-scored objects; ``failures``: their number;
+        ``error_share``: mean share of wrong voxels on the flagged slices (objects with errors);
+        ``slice_fraction``: mean share of the object's slices flagged.
+    """
+    from scipy.stats import spearmanr
+
+    rs = [r for r in results if r.method == "propsam" and np.isfinite(r.score)]
+    if len(rs) < 3:
+        return {}
+    scores = np.array([r.score for r in rs])
+    dscs = np.array([r.dsc for r in rs])
+    order = np.argsort(scores, kind="stable")[: max(1, int(round(0.1 * len(rs))))]
+    failed = dscs < failure
+    return {
+        "n": float(len(rs)),
+        "spearman": float(spearmanr(scores, dscs).statistic),
+        "failures": float(failed.sum()),
+        "caught": float(failed[order].sum() / failed.sum()) if failed.any() else 1.0,
+        "error_share": float(np.mean([r.flagged_error_share for r in rs if r.dsc < 1.0])),
+        "slice_fraction": float(np.mean([r.flagged_slice_fraction for r in rs])),
+    }
 
 
 def evaluate(
@@ -146,27 +223,9 @@ def evaluate(
                         prompt = (
                             {"mask": section} if kind == "mask" else {"box": loose_box(section)}
                         )
-                        predictor.slices = 0
-                        t = time.perf_counter()
-                        pred = np.zeros(obj.shape, bool)
-                        try:
-                            for u in propagate(
-                                vol.image,
-                                slice_index=s,
-                                axis=axis,
-                                spacing=vol.spacing,
-                                model=bundle,
-                                predictor=predictor,
-                                device=device,
-                                config=config,
-                                **prompt,
-                            ):
-                                if u.final:
-                                    apply_update(pred, u)
-                        except ValueError as err:
-                            logger.debug("%s %s: %s", case, kind, err)
-                        dt = time.perf_counter() - t
-                        r = Result(case, "propsam", kind, *_scores(pred, obj), dt, predictor.slices)
+                        r = _run_propsam(
+                            vol, obj, case, kind, prompt, bundle, predictor, device, config
+                        )
                         results.append(r)
                         if on_result:
                             on_result(r)

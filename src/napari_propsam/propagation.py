@@ -31,6 +31,7 @@ from scipy import ndimage
 
 from .config import PropagationConfig
 from .predictors import MaskPropagator, PropTask
+from .quality import ObjectQuality, assess, slice_stats
 from .transforms import (
     Window,
     clipped_extremes,
@@ -59,6 +60,10 @@ class SliceUpdate:
         progress: Estimated fraction of the work done, 0..1 (1.0 on the last update).
         final: True for the updates of the final pass (after the connected-component filter);
             each slice the object reached gets exactly one final update.
+        agreement: Mean vote over the slice's object pixels, 0..1 (1 = every prediction of the
+            slice agrees; a single vote gives 1). None on slices without object pixels.
+        quality: On the last final update only: the object's
+            :class:`~napari_propsam.quality.ObjectQuality` (score and slices to review).
     """
 
     axis: int
@@ -67,6 +72,8 @@ class SliceUpdate:
     mask: np.ndarray
     progress: float
     final: bool = False
+    agreement: float | None = None
+    quality: ObjectQuality | None = None
 
 
 class _VoteTile:
@@ -109,6 +116,13 @@ class _VoteTile:
     def total(self) -> int:
         """The slice's vote sum over all pixels (the released stopping quantity)."""
         return int(self.sum.sum())
+
+    def agreement(self) -> float | None:
+        """Mean vote over the pixels with any vote (None when there are none)."""
+        n = int(np.count_nonzero(self.sum))
+        if n == 0 or self.count == 0:
+            return None
+        return min(1.0, self.total / (n * self.count))
 
     def window_values(self, values: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
         """Tile-shaped ``values`` read in plane coordinates ``rows x cols`` (zero outside)."""
@@ -226,6 +240,8 @@ class _Engine:
         # Slices predicted so far (the released ``propagated_slice_ids``) and the prompt slices.
         self.predicted: set[int] = set()
         self.prompts: frozenset[int] = frozenset()
+        # Frontier slices where the stopping rule ended a front that still had votes.
+        self.cut: set[int] = set()
 
     def neighbours(self, g: int) -> list[int]:
         """Slices within ``k`` of ``g``, inside the volume, ascending, without ``g``.
@@ -279,11 +295,17 @@ class _Engine:
         n, cfg = self.reader.n_slices, self.config
         hi_threshold = 0.0 if cfg.stop_rule == "released" else cfg.min_area
         out = []
+        self.cut = set()
         for low, high in self.runs():
-            if low > 0 and self.tiles[low].total > cfg.min_area:
-                out.append(low)
-            if high < n - 1 and self.tiles[high].total > hi_threshold:
-                out.append(high)
+            fronts = ((low, cfg.min_area, low > 0), (high, hi_threshold, high < n - 1))
+            for end, threshold, inside in fronts:
+                if not inside:
+                    continue  # the front reached the volume's edge
+                total = self.tiles[end].total
+                if total > threshold:
+                    out.append(end)
+                elif total > 0:
+                    self.cut.add(end)
         return out
 
     def progress(self) -> float:
@@ -351,7 +373,9 @@ def _run_round(
         frac = engine.progress()
         for s in sorted(touched):
             tile = engine.tiles[s]
-            yield SliceUpdate(engine.reader.axis, s, tile.offset, tile.sum > 0, frac)
+            yield SliceUpdate(
+                engine.reader.axis, s, tile.offset, tile.sum > 0, frac, agreement=tile.agreement()
+            )
 
 
 def propagate_mask(
@@ -416,7 +440,9 @@ def propagate_mask(
             guides.append(engine.prepare(g, gwin, gmask))
 
     prompts = dict(zip(indices, masks, strict=True))
-    yield from _final_pass(engine.tiles, reader.axis, prompts, config)
+    if config.max_rounds and n_rounds >= config.max_rounds:
+        engine.cut = set()  # capped on purpose: not a cut by the stopping rule
+    yield from _final_pass(engine.tiles, reader.axis, prompts, config, engine.cut)
 
 
 def _as_prompts(
@@ -466,10 +492,12 @@ def _final_pass(
     axis: int,
     prompts: dict[int, np.ndarray],
     config: PropagationConfig,
+    cut: set[int] | frozenset[int] = frozenset(),
 ) -> Iterator[SliceUpdate]:
     """Any vote is foreground; then components that miss every prompt are removed.
 
-    Components are 6-connected (scipy's default structure), as in the released code.
+    Components are 6-connected (scipy's default structure), as in the released code. The last
+    update carries the object's quality (:func:`napari_propsam.quality.assess`).
     """
     indices = sorted(tiles)
     r0 = min(t.r0 for t in tiles.values())
@@ -490,12 +518,32 @@ def _final_pass(
                 seed[idx - z0] = m[r0:r1, c0:c1]
             keep = np.unique(labels[seed & fg])
             fg = np.isin(labels, keep[keep > 0])
-    for i, s in enumerate(indices):
+    stats, locals_ = {}, {}
+    for s in indices:
         t = tiles[s]
         local = fg[
             s - z0, t.r0 - r0 : t.r0 - r0 + t.sum.shape[0], t.c0 - c0 : t.c0 - c0 + t.sum.shape[1]
         ]
-        frac = 0.99 + 0.01 * (i + 1) / len(indices)
+        locals_[s] = local.copy()
+        stats[s] = slice_stats(local, t.sum, t.count, t.offset)
+    quality = assess(stats, _cut_ends(stats, cut), axis)
+    for i, s in enumerate(indices):
+        last = i == len(indices) - 1
+        frac = 1.0 if last else 0.99 + 0.01 * (i + 1) / len(indices)
+        agreement = stats[s].agreement if stats[s].area else None
         yield SliceUpdate(
-            axis, s, t.offset, local.copy(), 1.0 if i == len(indices) - 1 else frac, True
+            axis, s, tiles[s].offset, locals_[s], frac, True, agreement, quality if last else None
         )
+
+
+def _cut_ends(stats: dict, cut: set[int] | frozenset[int]) -> list[int]:
+    """The object's end slices next to fronts the stopping rule ended while votes remained."""
+    filled = [s for s in sorted(stats) if stats[s].area > 0]
+    if not filled or not cut:
+        return []
+    ends = []
+    for frontier in cut:
+        nearest = min(filled, key=lambda s: abs(s - frontier))
+        if abs(nearest - frontier) <= 1:
+            ends.append(nearest)
+    return sorted(set(ends))
