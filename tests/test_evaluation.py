@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from conftest import make_tiny_bundle
 from napari_propsam.config import PropagationConfig
@@ -52,3 +53,19 @@ def test_both_methods_run_on_the_same_cases_and_settings_reach_the_engine():
         [vol], model=make_tiny_bundle(fg_bias=5.0), axes=(0,), prompts=("mask",), baseline=False
     )
     assert sum(r.slices for r in few) < sum(r.slices for r in many)
+
+
+def test_quality_report_measures_ranking_catching_and_flagged_errors():
+    from napari_propsam.evaluation import Case, Result, quality_report
+
+    case = Case("v", "f", 1, 0, 0.0, 3, False)
+    dscs = [0.95, 0.9, 0.85, 0.8, 0.6, 0.5, 0.92, 0.88, 0.3, 0.97]
+    scores = [0.9, 0.85, 0.8, 0.75, 0.4, 0.5, 0.86, 0.84, 0.2, 0.95]
+    rs = [
+        Result(case, "propsam", "mask", d, 0.0, 0.0, 1.0, 10, s, 0.6, 0.1)
+        for d, s in zip(dscs, scores, strict=True)
+    ]
+    q = quality_report(rs)
+    assert q["spearman"] > 0.9
+    assert q["failures"] == 3 and q["caught"] == pytest.approx(1 / 3)  # lowest 1 of 10
+    assert q["error_share"] == pytest.approx(0.6) and q["slice_fraction"] == pytest.approx(0.1)

@@ -14,7 +14,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import datetime
     import time
 
-    from ..evaluation import OFFSETS, evaluate, heldout_volumes, summarise
+    from ..evaluation import OFFSETS, evaluate, heldout_volumes, quality_report, summarise
 
     vols = heldout_volumes(args.per_family, args.families)
     logger.info("held-out set: %d volumes; axes %s; prompts %s", len(vols), args.axes, args.prompts)
@@ -64,50 +64,41 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     report = summarise(results)
     print(report)  # noqa: T201 - the benchmark's output is the report
-    if args.csv:
-        import csv
-
-        with open(args.csv, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(
-                [
-                    "volume",
-                    "family",
-                    "label",
-                    "axis",
-                    "offset",
-                    "slice",
-                    "anisotropic",
-                    "method",
-                    "prompt",
-                    "dsc",
-                    "nsd",
-                    "hd95",
-                    "seconds",
-                    "slices",
-                ]
+    for kind in args.prompts:
+        q = quality_report([r for r in results if r.prompt == kind])
+        if q:
+            print(  # noqa: T201 - part of the report
+                f"quality ({kind}, n={int(q['n'])}): Spearman(score, DSC) {q['spearman']:.3f}; "
+                f"lowest-scored 10% catch {q['caught']:.0%} of {int(q['failures'])} failures "
+                f"(DSC < 0.7); flagged slices hold {q['error_share']:.0%} of wrong voxels on "
+                f"{q['slice_fraction']:.0%} of the object's slices"
             )
-            for r in results:
-                c = r.case
-                w.writerow(
-                    [
-                        c.volume,
-                        c.family,
-                        c.label,
-                        c.axis,
-                        c.offset,
-                        c.slice_index,
-                        c.anisotropic,
-                        r.method,
-                        r.prompt,
-                        f"{r.dsc:.4f}",
-                        f"{r.nsd:.4f}",
-                        f"{r.hd95:.3f}",
-                        f"{r.seconds:.3f}",
-                        r.slices,
-                    ]
-                )
+    if args.csv:
+        _write_csv(args.csv, results)
     return 0
+
+
+_CSV_COLUMNS = (
+    "volume family label axis offset slice anisotropic method prompt dsc nsd hd95 seconds "
+    "slices score flagged_error_share flagged_slice_fraction"
+).split()
+
+
+def _write_csv(path: str, results) -> None:
+    """Every result of ``propsam bench`` as one CSV row."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(_CSV_COLUMNS)
+        for r in results:
+            c = r.case
+            w.writerow(
+                [c.volume, c.family, c.label, c.axis, c.offset, c.slice_index, c.anisotropic,
+                 r.method, r.prompt, f"{r.dsc:.4f}", f"{r.nsd:.4f}", f"{r.hd95:.3f}",
+                 f"{r.seconds:.3f}", r.slices, f"{r.score:.4f}", f"{r.flagged_error_share:.4f}",
+                 f"{r.flagged_slice_fraction:.4f}"]
+            )  # fmt: skip
 
 
 def cmd_models(args: argparse.Namespace) -> int:
