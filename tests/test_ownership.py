@@ -75,3 +75,10 @@ def test_without_ownership_every_voxel_of_the_id_is_the_objects():
     mask = np.zeros((40, 50), bool)
     apply_change(labels, edit.change(labels, SliceUpdate(0, 12, (0, 0), mask, 1.0, True)))
     assert not (labels[12] == 1).any()  # the documented default: the id is one object
+
+
+def test_a_prompt_over_two_objects_of_one_id_counts_them():
+    labels = _two_objects_under_one_id()
+    seed = labels[12] == 1  # the whole id on slice 12: A and B
+    owned = owned_component(labels, 1, 0, 12, seed)
+    assert owned.n_objects == 2 and owned.voxels == (labels == 1).sum()

@@ -19,6 +19,8 @@ SAMPLE_FILE = Path(__file__).with_name("_sample") / "glomeruli.npz"
 
 LayerDataTuple = tuple[np.ndarray, dict[str, Any], str]
 
+GROUND_TRUTH_NAME = "glomeruli ground truth (reference, not a prompt)"
+
 
 def load_sample() -> dict[str, Any]:
     """The sample arrays.
@@ -60,7 +62,14 @@ def glomeruli_sample() -> list[LayerDataTuple]:
         ),
         (
             sample["labels"],
-            {"name": "glomeruli ground truth", "scale": scale, "opacity": 0.4, "visible": False},
+            {
+                # Says what it is: the answer to compare with, never a prompt or an output.
+                "name": GROUND_TRUTH_NAME,
+                "scale": scale,
+                "opacity": 0.4,
+                "visible": False,
+                "metadata": {"napari_propsam": {"role": "ground truth"}},
+            },
             "labels",
         ),
     ]

@@ -13,15 +13,18 @@ its border, so a huge lazy (zarr/dask) labels volume is never read whole.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from .prompts import normalize_box
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["OwnedRegion", "owned_component"]
+__all__ = ["OwnedRegion", "owned_component", "prompt_seed"]
 
 # Full (26-) connectivity: parts of one object that touch only at an edge or corner stay one.
 _STRUCTURE = ndimage.generate_binary_structure(3, 3)
@@ -34,10 +37,13 @@ class OwnedRegion:
     Attributes:
         bbox: ``(z, y, x)`` slices of the region's bounding box in the volume.
         mask: ``(bz, by, bx)`` bool array of the bbox shape, True on owned voxels.
+        n_objects: How many separate 3D components the prompt touched (more than one: the id
+            stands for several objects on the prompt slice).
     """
 
     bbox: tuple[slice, slice, slice]
     mask: np.ndarray
+    n_objects: int = 0
 
     @property
     def voxels(self) -> int:
@@ -62,6 +68,21 @@ class OwnedRegion:
             r0 - br.start : r1 - br.start, c0 - bc.start : c1 - bc.start
         ]
         return out
+
+
+def prompt_seed(
+    plane_shape: tuple[int, int],
+    box: Sequence[float] | None = None,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(H, W)`` bool region of a prompt: its mask, or its box's rectangle (clipped)."""
+    if mask is not None:
+        return np.asarray(mask, bool)
+    seed = np.zeros(tuple(plane_shape), bool)
+    if box is not None:
+        r0, c0, r1, c1 = normalize_box(box, tuple(plane_shape))
+        seed[r0:r1, c0:c1] = True
+    return seed
 
 
 def _box_around(seed: np.ndarray) -> tuple[int, int, int, int]:
@@ -122,9 +143,9 @@ def owned_component(
             return empty
         owned = np.isin(comp, ids)
         if not _reaches_inner_border(owned, lo, hi, shape):
-            return _tight(owned, lo)
+            return _tight(owned, lo, int(ids.size))
     logger.warning("object %d: ownership search stopped after %d rounds", label_id, max_rounds)
-    return _tight(owned, lo)
+    return _tight(owned, lo, int(ids.size))
 
 
 def _reaches_inner_border(owned: np.ndarray, lo: list[int], hi: list[int], shape: tuple) -> bool:
@@ -137,10 +158,10 @@ def _reaches_inner_border(owned: np.ndarray, lo: list[int], hi: list[int], shape
     return False
 
 
-def _tight(owned: np.ndarray, lo: list[int]) -> OwnedRegion:
+def _tight(owned: np.ndarray, lo: list[int], n_objects: int) -> OwnedRegion:
     where = [
         np.flatnonzero(owned.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)
     ]
     bbox = tuple(slice(lo[ax] + int(w[0]), lo[ax] + int(w[-1]) + 1) for ax, w in enumerate(where))
     local = tuple(slice(int(w[0]), int(w[-1]) + 1) for w in where)
-    return OwnedRegion(bbox, np.ascontiguousarray(owned[local]))  # type: ignore[arg-type]
+    return OwnedRegion(bbox, np.ascontiguousarray(owned[local]), n_objects)  # type: ignore[arg-type]

@@ -51,18 +51,18 @@ def test_each_run_refreshes_the_measurements(env, qtbot):
     add_sketch(env, 0, 24, {5: env.truth[24]})
     out = new_output(env)
     show_slice(env.viewer, 0, 24)
-    assert env.widget.run(block=True).label_ids == [5]
+    assert env.widget.run(block=True).label_ids == [1]  # the painted 5 -> new id 1
     qtbot.waitUntil(lambda: env.widget.measure.last is not None, timeout=30000)
     qtbot.waitUntil(lambda: not env.widget.measure.is_running, timeout=30000)
-    assert list(out.features["index"]) == [5]
-    assert out.features["voxel_count"][0] == (out.data == 5).sum()
+    assert list(out.features["index"]) == [1]
+    assert out.features["voxel_count"][0] == (out.data == 1).sum()
 
     env.widget.measure.auto.value = False
     out.data_setitem(tuple(np.array([[0], [0], [0]])), 9)
-    assert env.widget.run(block=True).label_ids == [5]
+    assert env.widget.run(block=True).label_ids == [1]  # the same sketch keeps its object's id
     assert not env.widget.measure.is_running
-    assert list(out.features["index"]) == [5]  # stale until Measure is pressed
-    assert list(env.widget.measure.measure(block=True).table["label"]) == [5, 9]
+    assert list(out.features["index"]) == [1]  # stale until Measure is pressed
+    assert list(env.widget.measure.measure(block=True).table["label"]) == [1, 9]
 
 
 def test_measure_without_an_output_layer_is_a_message(env, tmp_path):

@@ -40,11 +40,15 @@ def test_series_run_carries_the_painted_image_to_every_image(env):
 
     result = env.widget.run(block=True)
 
-    assert result.ok and result.label_ids == [4, 7], (result, env.msgs["error"])
+    # Each painted object gets a new id above the output's 9 (painted ids only group prompts).
+    assert result.ok and result.label_ids == [10, 11], (result, env.msgs["error"])
     for i in range(N):
-        for label in (4, 7):
-            assert dice(out.data[i] == label, truth[i] == label) > 0.9, (i, label)
+        for painted, label in ((4, 10), (7, 11)):
+            assert dice(out.data[i] == label, truth[i] == painted) > 0.9, (i, label)
     assert (out.data == 9).sum() == 16
+    # Running the same sketch again replaces its objects under the same ids.
+    assert env.widget.run(block=True).label_ids == [10, 11]
+    assert set(np.unique(out.data)) == {0, 9, 10, 11}
     assert len(out._undo_history) == n_history + 1
     out.undo()
     np.testing.assert_array_equal(out.data, base)

@@ -39,7 +39,7 @@ def test_run_from_a_box_or_a_sketch_on_any_axis(env, qtbot, kind, axis):
         expected_id = 1
     else:
         add_sketch(env, axis, index, {5: env.truth.take(index, axis=axis)})
-        expected_id = 5
+        expected_id = 1  # a new id in the output: the painted 5 only groups the prompt
     show_slice(env.viewer, axis, index)
     env.widget.run()
     assert env.widget.is_running
@@ -52,11 +52,10 @@ def test_run_from_a_box_or_a_sketch_on_any_axis(env, qtbot, kind, axis):
     assert set(np.unique(out.data)) == {0, expected_id}
     assert dice(out.data == expected_id, env.truth) > 0.9
     assert env.widget.last_result.label_ids == [expected_id]
-    # Running the same box again replaces its object under the same id.
-    if kind == "box":
-        before = out.data.copy()
-        assert env.widget.run(block=True).label_ids == [expected_id]
-        np.testing.assert_array_equal(out.data, before)
+    # Running the same box or sketch again replaces its object under the same id.
+    before = out.data.copy()
+    assert env.widget.run(block=True).label_ids == [expected_id]
+    np.testing.assert_array_equal(out.data, before)
 
 
 def test_streaming_writes_before_the_worker_is_done(env, qtbot):
@@ -90,7 +89,7 @@ def test_cancel_leaves_the_layer_exactly_as_before(env, qtbot):
     env.widget.configure(thickness=2)
     show_slice(env.viewer, 0, 24)
     env.widget.run()
-    qtbot.waitUntil(lambda: (out.data == 1).any(), timeout=30000)
+    qtbot.waitUntil(lambda: (out.data == 8).any(), timeout=30000)  # 8: a new id above 7
     calls_at_cancel = len(pred.times)
     env.widget.cancel()
     np.testing.assert_array_equal(out.data, base)
@@ -122,16 +121,16 @@ def test_one_undo_per_object(env, qtbot):
     n_history = len(out._undo_history)
     show_slice(env.viewer, 0, 16)
     result = env.widget.run(block=True)
-    assert result.label_ids == [2, 4] and result.ok
-    assert dice(out.data == 2, a) > 0.9 and dice(out.data == 4, b) > 0.9
+    assert result.label_ids == [1, 2] and result.ok  # painted 2 and 4 -> new ids 1 and 2
+    assert dice(out.data == 1, a) > 0.9 and dice(out.data == 2, b) > 0.9
     assert len(out._undo_history) == n_history + 2
     out.undo()
-    assert not (out.data == 4).any() and dice(out.data == 2, a) > 0.9
+    assert not (out.data == 2).any() and dice(out.data == 1, a) > 0.9
     out.undo()
     assert not out.data.any()
     out.redo()
     out.redo()
-    assert dice(out.data == 4, b) > 0.9
+    assert dice(out.data == 2, b) > 0.9
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
@@ -142,16 +141,16 @@ def test_other_labels_are_preserved_unless_overwrite(env, overwrite):
     add_sketch(env, 0, 13, {5: env.truth[13]})  # prompt slice away from label 7
     env.widget.configure(overwrite=overwrite)
     show_slice(env.viewer, 0, 13)
-    assert env.widget.run(block=True).label_ids == [5]
+    assert env.widget.run(block=True).label_ids == [8]  # a new id above the output's 7
     sevens = base == 7
     if overwrite:
-        assert np.mean(out.data[sevens & env.truth] == 5) > 0.95
+        assert np.mean(out.data[sevens & env.truth] == 8) > 0.95
         assert np.mean(out.data[sevens & ~env.truth] == 7) > 0.95
-        assert np.isin(out.data[sevens], [5, 7]).all()  # taken by the object or left alone
-        assert dice(out.data == 5, env.truth) > 0.9
+        assert np.isin(out.data[sevens], [8, 7]).all()  # taken by the object or left alone
+        assert dice(out.data == 8, env.truth) > 0.9
     else:
         assert (out.data[sevens] == 7).all()
-        assert dice(out.data == 5, env.truth & ~sevens) > 0.9
+        assert dice(out.data == 8, env.truth & ~sevens) > 0.9
 
 
 def test_a_second_run_while_running_is_refused(env, qtbot):
@@ -166,10 +165,10 @@ def test_a_second_run_while_running_is_refused(env, qtbot):
     assert env.widget._run is run
     assert sum("already running" in m for m in env.msgs["info"]) == 2
     qtbot.waitUntil(lambda: not env.widget.is_running, timeout=30000)
-    assert env.widget.last_result.label_ids == [3]
-    assert len(out._undo_history) == 1 and dice(out.data == 3, env.truth) > 0.9
+    assert env.widget.last_result.label_ids == [1]
+    assert len(out._undo_history) == 1 and dice(out.data == 1, env.truth) > 0.9
     assert pred.calls  # and the widget accepts a new run afterwards
-    assert env.widget.run(block=True).label_ids == [3]
+    assert env.widget.run(block=True).label_ids == [1]
 
 
 def test_shortcut_is_bound_on_the_viewer(env):

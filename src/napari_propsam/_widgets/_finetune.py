@@ -23,7 +23,6 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     ProgressBar,
     PushButton,
     SpinBox,
@@ -33,7 +32,9 @@ from napari.qt.threading import thread_worker
 from superqt.utils import ensure_main_thread
 
 from ..labeling import max_label
+from ..weights import CheckpointError, check_resume_state
 from . import _notify
+from ._layout import StatusLabel
 from ._prompts import PromptError, check_image, full_resolution
 from ._runner import qt_deleted, wait_until
 
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from .widget import PropSAMWidget
 
 logger = logging.getLogger(__name__)
+
+#: The Labels chooser's entry until the user picks the layer of corrected objects.
+NO_LABELS = "(choose the corrected labels)"
 
 DEFAULT_STEPS = 200
 DEFAULT_LR = 1e-4
@@ -133,7 +137,7 @@ class FinetunePanel:
         self.button = PushButton(text="Fine-tune")
         self.cancel_btn = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(min=0, max=1000, value=0, label="Training")
-        self.status = Label(value="Correct some objects, choose a folder, then Fine-tune.")
+        self.status = StatusLabel(value="Correct some objects, choose a folder, then Fine-tune.")
         self.container = Container(
             widgets=[
                 self.labels,
@@ -151,7 +155,9 @@ class FinetunePanel:
         self.cancel_btn.changed.connect(lambda: self.cancel())
 
     def _labels_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        return self._widget.layers_of((Labels,))
+        # No default layer: training on the wrong one (the uncorrected output, or a sample's
+        # ground truth) would silently teach the model the wrong thing.
+        return [(NO_LABELS, NO_LABELS), *self._widget.layers_of((Labels,))]
 
     def reset_choices(self) -> None:
         """Refresh the Labels dropdown (the viewer's layers changed)."""
@@ -159,13 +165,14 @@ class FinetunePanel:
 
     @property
     def labels_layer(self) -> Labels | None:
-        """The Labels layer with the training objects."""
-        return self.labels.value
+        """The Labels layer with the training objects (None until one is chosen)."""
+        value = self.labels.value
+        return value if isinstance(value, Labels) else None
 
     @labels_layer.setter
-    def labels_layer(self, layer: Labels) -> None:
+    def labels_layer(self, layer: Labels | None) -> None:
         self.labels.reset_choices()
-        self.labels.value = layer
+        self.labels.value = NO_LABELS if layer is None else layer
 
     @property
     def is_running(self) -> bool:
@@ -221,6 +228,13 @@ class FinetunePanel:
             _notify.error(str(err))
             return None
         self._networks = ("propmask", "box2mask") if self.box2mask.value else ("propmask",)
+        try:  # an interrupted run in the folder is continued: refuse a damaged one up front
+            for net in self._networks:
+                check_resume_state(out / net / "last.pt")
+        except CheckpointError as err:
+            self.status.value = f"Not started: {err}"
+            _notify.error(str(err))
+            return None
         if (out / "propmask" / "last.pt").is_file():
             _notify.info(f"'{out}' holds an earlier run: continuing it")
         self.result = result = FinetuneResult()

@@ -16,6 +16,7 @@ from napari.components import ViewerModel
 from napari.layers import Image, Labels, Layer, Shapes
 
 from ..labeling import ObjectPrompt, assign_label_ids
+from ..ownership import owned_component
 from ..prompts import prepare_mask
 from ._prompts import (
     PromptError,
@@ -39,10 +40,13 @@ class PromptSet:
         plane: The displayed plane.
         boxes: Per object its box (Shapes layers) or None.
         masks: Per object its ``(H, W)`` sketch (Labels layers) or None.
-        wanted: Per object the label id it asks for (a sketch's label) or None (a box).
+        wanted: Per object the label id it asks for, or None for a new id. Only a prompt that
+            explicitly targets an existing object asks for one (a sketch painted in the output
+            layer itself); a sketch's painted id otherwise only groups its prompt.
         names: Per object a short description for messages.
-        box_keys: ``{object position: (axis, index, rounded box)}`` for boxes, so that running
-            the same box again can reuse its id.
+        box_keys: ``{object position: key}`` identifying each prompt (a box by its slice and
+            rounded corners, a sketch by its layer, slice and painted id), so that running the
+            same prompt again replaces its object under the same id instead of adding one.
     """
 
     plane: PromptPlane
@@ -74,9 +78,16 @@ class Gathered:
 
 
 def read_prompt_layer(
-    viewer: ViewerModel, image: Image, plane: PromptPlane, source: Layer | None
+    viewer: ViewerModel,
+    image: Image,
+    plane: PromptPlane,
+    source: Layer | None,
+    output: Labels | None = None,
 ) -> PromptSet:
     """Boxes (Shapes layer) or sketches (Labels layer) of ``source`` on the displayed plane.
+
+    A sketch keeps its painted id only when ``source`` is the ``output`` layer itself (the user
+    points at existing objects); otherwise every sketch asks for a new id.
 
     Raises:
         PromptError: no prompt layer, or nothing on the displayed slice.
@@ -110,11 +121,14 @@ def read_prompt_layer(
             f"nothing painted on {where} in '{source.name}': paint the "
             "object (one label per object) on the displayed slice"
         )
-    for label, mask in sketches.items():
+    explicit = output is not None and source is output
+    for i, (label, mask) in enumerate(sketches.items()):
         found.boxes.append(None)
         found.masks.append(mask)
-        found.wanted.append(label)
-        found.names.append(f"label {label}")
+        found.wanted.append(label if explicit else None)
+        found.names.append(f"label {label}" if explicit else f"sketch {label}")
+        if not explicit:
+            found.box_keys[i] = ("sketch", id(source), plane.axis, plane.index, int(label))
     return found
 
 
@@ -124,8 +138,13 @@ def gather_run(
     source: Layer | None,
     ensure_output: Callable[[Image], Labels],
     box_ids: dict[tuple, int],
+    current_output: Labels | None = None,
 ) -> Gathered:
     """The prompts of a Run: every box or sketch of ``source`` on the displayed slice.
+
+    Every object gets a new id above the output's highest id, except a prompt run before into
+    the same output (it replaces its object under its id) and a sketch painted in the output
+    layer itself (it targets that object explicitly).
 
     Args:
         viewer: The viewer (its dims say which plane is displayed).
@@ -133,11 +152,12 @@ def gather_run(
         source: The chosen prompt layer.
         ensure_output: Returns the output layer for the image (creating it if needed); called
             only once the prompts are known to be usable.
-        box_ids: ``{(output layer id, axis, index, rounded box): label id}`` of earlier runs.
+        box_ids: ``{(output layer id, *prompt key): label id}`` of earlier runs.
+        current_output: The chosen output layer (None: a new one will be made).
     """
     image = check_image(image_layer)
     plane = displayed_plane(viewer, image)
-    found = read_prompt_layer(viewer, image, plane, source)
+    found = read_prompt_layer(viewer, image, plane, source, output=current_output)
     output = ensure_output(image)
     reused = {
         i: box_ids[(id(output), *k)]
@@ -178,6 +198,15 @@ def gather_repropagate(
         raise PromptError(
             f"label {label_id} is not painted on {where} of '{output.name}': select the "
             "object's label, repaint it on this slice, then re-propagate"
+        )
+    owned = owned_component(output.data, label_id, plane.axis, plane.index, sketch)
+    if owned.n_objects > 1:
+        # One id, several separate objects on this slice (ids merged by hand): re-propagating
+        # would re-segment all of them, so the one not being corrected would change too.
+        raise PromptError(
+            f"label {label_id} marks {owned.n_objects} separate objects on {where} of "
+            f"'{output.name}'; re-propagating would change all of them. Give the objects you "
+            "are not correcting their own label (fill them with a new label), then re-propagate"
         )
     prompt = ObjectPrompt(
         plane.axis,

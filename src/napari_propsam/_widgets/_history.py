@@ -13,11 +13,26 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 from napari.layers import Labels
 
 from ..labeling import Change, ObjectEdit, apply_change
 
 logger = logging.getLogger(__name__)
+
+
+def _slice_is_current(layer: Labels) -> bool:
+    """Whether napari's view of ``layer`` is its displayed plane (``data_setitem`` updates it).
+
+    A hidden layer is not sliced: its view is a placeholder that ``data_setitem`` cannot index.
+    """
+    if not layer.visible:
+        return False
+    try:
+        want = tuple(int(layer.data.shape[d]) for d in layer._slice_input.displayed)
+        return tuple(layer._slice.image.raw.shape[: len(want)]) == want
+    except (AttributeError, IndexError, TypeError):  # another napari: let it handle the write
+        return True
 
 
 class UndoGroup:
@@ -49,7 +64,16 @@ class UndoGroup:
             # keep grouping the rest rather than making one undo item per slice.
             logger.debug("undo stage was committed by someone else; reopening it")
             self.begin()
-        self.layer.data_setitem(change.indices, change.values)
+        if _slice_is_current(self.layer):
+            self.layer.data_setitem(change.indices, change.values)
+            return
+        # napari does not slice a hidden layer, and data_setitem then fails on its empty view
+        # after the object was computed. Record the same history atom and write the data;
+        # napari slices the layer afresh when it is shown again.
+        values = np.asarray(change.values, dtype=self.layer.data.dtype)
+        before = np.array(self.layer.data[change.indices], copy=True)
+        self.layer._save_history((change.indices, before, values))
+        self.layer.data[change.indices] = values
 
     def commit(self) -> None:
         """Close the group: everything since :meth:`begin` becomes one undo item."""

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, Label, PushButton, Table
+from magicgui.widgets import CheckBox, Container, PushButton, Table
 from napari.layers import Labels
 from napari.qt.threading import thread_worker
 
 from ..measure import measure_labels, write_measurements_csv
 from . import _notify
+from ._layout import StatusLabel
 from ._prompts import PromptError, full_resolution
 from ._runner import qt_deleted, wait_until
 
@@ -68,7 +69,7 @@ class MeasurePanel:
         self.button = PushButton(text="Measure", tooltip="Measure every object of the output")
         self.auto = CheckBox(text="Measure after each run", value=True)
         self.export = PushButton(text="Export CSV…")
-        self.status = Label(value="Measure the objects of the output layer.")
+        self.status = StatusLabel(value="Measure the objects of the output layer.")
         self.table = Table(value={"label": []})
         self.table.read_only = True
         self.table.native.setMinimumHeight(160)

@@ -19,7 +19,7 @@ import numpy as np
 from magicgui.widgets import CheckBox
 from napari.layers import Labels
 
-from ..labeling import ObjectEdit, chunked_view
+from ..labeling import ObjectEdit, assign_label_ids, chunked_view
 from ..propagation import SliceUpdate
 from ..series import SeriesUpdate
 from ..weights import CheckpointError
@@ -74,7 +74,8 @@ class SeriesPanel:
         """Propagate the painted images to the whole series (Run with the checkbox ticked).
 
         Same arguments and return value as :meth:`PropSAMWidget.run`; the result's
-        ``label_ids`` are the painted ids written.
+        ``label_ids`` are the output ids written (a new id per painted object, see
+        :meth:`_output_ids`).
         """
         w = self._widget
         if w.refuse_if_running():
@@ -104,12 +105,15 @@ class SeriesPanel:
         except (ValueError, RuntimeError, CheckpointError) as err:
             w.not_started(err)
             return None
-        ids = sorted({int(v) for a in annotations.values() for v in np.unique(a) if v > 0})
+        painted = sorted({int(v) for a in annotations.values() for v in np.unique(a) if v > 0})
+        ids = self._output_ids(source, output, painted)
         overwrite = bool(w.settings.overwrite.value)
         run = RunState(output, [], overwrite, {}, threading.Event(), one_step=True)
         # whole_slice: an id's old voxels on a finished image are replaced, as in re-propagation.
-        run.series_edits = {k: ObjectEdit(output.data.shape, k, overwrite, True) for k in ids}
-        run.result.prompt_ids = ids
+        run.series_edits = {
+            k: ObjectEdit(output.data.shape, ids[k], overwrite, True) for k in painted
+        }
+        run.result.prompt_ids = [ids[k] for k in painted]
         return w.launch(
             run,
             series_work,
@@ -125,19 +129,31 @@ class SeriesPanel:
             **w.options(),
         )
 
+    def _output_ids(self, source: Labels, output: Labels, painted: list[int]) -> dict[int, int]:
+        """``{painted id: output id}``: a new id per painted object, the same one when this
+        sketch layer's objects were run into this output before, and the painted id itself only
+        when the sketch is the output layer (the user targets those objects)."""
+        if source is output:
+            return {k: k for k in painted}
+        keys = [(id(output), "series", id(source), k) for k in painted]
+        known = self._widget._box_ids
+        reused = {i: known[key] for i, key in enumerate(keys) if key in known}
+        new = assign_label_ids(output.data, [None] * len(painted), reused)
+        known.update(zip(keys, new, strict=True))
+        return dict(zip(painted, new, strict=True))
+
     def write(self, run: RunState, item: SeriesUpdate) -> None:
         """Write one finished image into its plane of the output layer (main thread)."""
         w = self._widget
         if run.group is None:
             run.group = w.undo_group(run.output)
         mask = np.asarray(item.mask)
-        for label_id, edit in run.series_edits.items():
-            update = SliceUpdate(0, int(item.index), (0, 0), mask == label_id, item.progress, True)
+        for painted, edit in run.series_edits.items():
+            update = SliceUpdate(0, int(item.index), (0, 0), mask == painted, item.progress, True)
             run.group.write(edit.change(run.output.data, update))
         run.slices_done += 1
-        run.result.label_ids = sorted(
-            {int(v) for v in np.unique(mask) if v > 0} | set(run.result.label_ids)
-        )
+        written = {run.series_edits[int(v)].label_id for v in np.unique(mask) if v > 0}
+        run.result.label_ids = sorted(written | set(run.result.label_ids))
         n = int(run.output.data.shape[0])
         w._progress.value = int(round(1000 * min(item.progress, 1.0)))
         w._status.value = f"Series: image {item.index} done ({run.slices_done}/{n})"

@@ -25,14 +25,22 @@ from functools import partial
 from typing import Any
 
 import napari
-from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
-from napari.layers import Image, Labels, Shapes
+from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton
+from napari.layers import Image, Labels, Layer, Shapes
 from napari.qt.threading import thread_worker
 from qtpy.QtWidgets import QTabWidget
 
 from ..config import PropagationConfig
 from ..device import select_device
-from ..labeling import ObjectEdit, ObjectFailed, ObjectFinished, ObjectStarted, ObjectUpdate
+from ..labeling import (
+    ObjectEdit,
+    ObjectFailed,
+    ObjectFinished,
+    ObjectPrompt,
+    ObjectStarted,
+    ObjectUpdate,
+)
+from ..ownership import OwnedRegion, owned_component, prompt_seed
 from ..registry import ModelSpec
 from ..series import SeriesUpdate
 from ..weights import CheckpointError
@@ -40,6 +48,7 @@ from . import _notify
 from ._finetune import FinetunePanel
 from ._gather import Gathered, gather_repropagate, gather_run, output_shape_error
 from ._history import UndoGroup
+from ._layout import StatusLabel, keep_width
 from ._measure import MeasurePanel
 from ._prompts import full_resolution
 from ._runner import PromptsFound, RunFailed, RunResult, RunState, wait_until, work
@@ -51,6 +60,9 @@ from ._storage import new_labels_data
 logger = logging.getLogger(__name__)
 
 NEW_LAYER = "(new labels layer)"
+#: The Prompts chooser's entry when no prompt layer is chosen: the chooser never defaults to a
+#: Labels layer the user did not make as a prompt (the output, or a sample's ground truth).
+NO_PROMPTS = "(none: New box / sketch layer)"
 RUN_KEY = "Shift-R"
 
 
@@ -74,6 +86,8 @@ class PropSAMWidget(Container):
         #: (output layer id, axis, slice, rounded box) -> label id, so re-running a box replaces
         #: its object instead of adding a duplicate under a new id.
         self._box_ids: dict[tuple, int] = {}
+        #: Prompt layers made with the New box / sketch buttons (the chooser's defaults).
+        self._made_prompts: list[Layer] = []
         #: Called with the output layer after every run that wrote something (main thread).
         self.run_finished_callbacks: list[Callable[[Labels], None]] = []
         self.settings = Settings()
@@ -108,7 +122,7 @@ class PropSAMWidget(Container):
         )
         self._cancel_btn = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(min=0, max=1000, value=0, label="Progress")
-        self._status = Label(value="Draw a box or paint a sketch, then Run.")
+        self._status = StatusLabel(value="Draw a box or paint a sketch, then Run.")
         self.extend([self._image, self._output, self.settings.model_row, self.settings.device])
 
         self.similar = SimilarPanel(self)
@@ -140,6 +154,7 @@ class PropSAMWidget(Container):
         self._footer = Container(widgets=[self._cancel_btn, self._progress, self._status])
         self.native.layout().addWidget(self._tabs)
         self.native.layout().addWidget(self._footer.native)
+        keep_width(self.native)  # long layer names and messages must not widen the dock
 
         self._run_btn.changed.connect(lambda: self.run())
         self._repropagate_btn.changed.connect(lambda: self.repropagate())
@@ -164,7 +179,17 @@ class PropSAMWidget(Container):
         return self.layers_of((Image,))
 
     def _prompt_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        return self.layers_of((Shapes, Labels))
+        return [(NO_PROMPTS, NO_PROMPTS), *self.layers_of((Shapes, Labels))]
+
+    def _default_prompt_layer(self) -> Shapes | Labels | None:
+        """The newest layer made with New box / sketch, else the newest Shapes layer (boxes the
+        user drew); never a Labels layer the user did not make as a prompt."""
+        present = list(self.viewer.layers)
+        made = [layer for layer in self._made_prompts if layer in present]
+        if made:
+            return made[-1]
+        shapes = [layer for layer in present if isinstance(layer, Shapes)]
+        return shapes[-1] if shapes else None
 
     def _output_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return [(NEW_LAYER, NEW_LAYER), *self.layers_of((Labels,))]
@@ -175,6 +200,10 @@ class PropSAMWidget(Container):
             layer.events.name.connect(self._on_layers_changed)
         self._image.reset_choices()
         self._prompts.reset_choices()
+        if self._prompts.value is NO_PROMPTS or self._prompts.value == NO_PROMPTS:
+            default = self._default_prompt_layer()
+            if default is not None:
+                self._prompts.value = default
         self._output.reset_choices()
         self.finetune.reset_choices()
 
@@ -190,13 +219,15 @@ class PropSAMWidget(Container):
 
     @property
     def prompt_layer(self) -> Shapes | Labels | None:
-        """The Shapes (boxes) or Labels (sketches) layer the prompts are read from."""
-        return self._prompts.value
+        """The Shapes (boxes) or Labels (sketches) layer the prompts are read from (None: none
+        chosen yet)."""
+        value = self._prompts.value
+        return value if isinstance(value, Shapes | Labels) else None
 
     @prompt_layer.setter
-    def prompt_layer(self, layer: Shapes | Labels) -> None:
+    def prompt_layer(self, layer: Shapes | Labels | None) -> None:
         self._prompts.reset_choices()
-        self._prompts.value = layer
+        self._prompts.value = NO_PROMPTS if layer is None else layer
 
     @property
     def output_layer(self) -> Labels | None:
@@ -229,6 +260,7 @@ class PropSAMWidget(Container):
                 new_labels_data(full_resolution(image).shape), name="PropSAM sketch", **geo
             )
             layer.mode = "paint"
+        self._made_prompts.append(layer)
         self.prompt_layer = layer
         return layer
 
@@ -305,7 +337,12 @@ class PropSAMWidget(Container):
             found = gather_repropagate(self.viewer, self.image_layer, self.output_layer)
         else:
             found = gather_run(
-                self.viewer, self.image_layer, self.prompt_layer, self.ensure_output, self._box_ids
+                self.viewer,
+                self.image_layer,
+                self.prompt_layer,
+                self.ensure_output,
+                self._box_ids,
+                current_output=self.output_layer,
             )
         self.settings.check_model(
             any(p.box is not None for p in found.prompts), self._predictor_override
@@ -493,7 +530,11 @@ class PropSAMWidget(Container):
             if run.group is None:
                 run.group = self.undo_group(run.output)
             run.edit = ObjectEdit(
-                run.output.data.shape, item.prompt.label_id, run.overwrite, item.prompt.whole_slice
+                run.output.data.shape,
+                item.prompt.label_id,
+                run.overwrite,
+                item.prompt.whole_slice,
+                owned=self._owned(run, item.prompt),
             )
             self._status.value = f"Object {item.position + 1}/{total} ({item.prompt.name})…"
         elif isinstance(item, ObjectFinished):
@@ -520,6 +561,14 @@ class PropSAMWidget(Container):
             self._status.value = item.message
         elif isinstance(item, RunFailed):
             self._fail(run, item.message)
+
+    def _owned(self, run: RunState, prompt: ObjectPrompt) -> OwnedRegion:
+        """The voxels of the prompt's id that are this object's (read before it starts): other
+        objects under the same id (e.g. ids merged by hand) are never replaced."""
+        shape = run.output.data.shape
+        plane = tuple(s for a, s in enumerate(shape) if a != prompt.axis)
+        seed = prompt_seed(plane, prompt.box, prompt.mask)  # type: ignore[arg-type]
+        return owned_component(run.output.data, prompt.label_id, prompt.axis, prompt.index, seed)
 
     def _on_errored(self, run: RunState, err: Exception) -> None:
         self._fail(run, str(err) or type(err).__name__)

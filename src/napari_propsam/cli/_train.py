@@ -12,9 +12,18 @@ from ..io import read_volume
 logger = logging.getLogger("napari_propsam")
 
 
+def _check_resumable(out: str | Path, networks: list[str]) -> None:
+    """Refuse a damaged ``last.pt`` in ``OUT/<network>/`` before any work (it would be resumed)."""
+    from ..weights import check_resume_state
+
+    for net in networks:
+        check_resume_state(Path(out) / net / "last.pt")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..training import train_default
 
+    _check_resumable(args.out, args.network)
     overrides: dict[str, Any] = {}
     for name in ("batch_size", "pool_size", "val_every", "threads", "lr"):
         v = getattr(args, name)
@@ -52,6 +61,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     if len(args.image) != len(args.labels):
         raise SystemExit("give one --labels per --image")
+    _check_resumable(args.out, args.network)
     vols = [
         labelled_from_arrays(read_volume(i), read_volume(lab), args.spacing, Path(i).stem)
         for i, lab in zip(args.image, args.labels, strict=True)
