@@ -380,3 +380,74 @@ def test_unreachable_scheduler_is_a_clear_error(data, tmp_path: Path) -> None:
             model=data["model"],
         )
     assert not (tmp_path / "u.tif").exists()
+
+
+# --- resuming after damage (issue 13, item 7) -------------------------------------------------
+
+
+def _finished_run(data, out: Path) -> np.ndarray:
+    run_batch(data["tif"], box_prompts(), out, model=data["grow"], device="cpu")
+    return read_labels(out)
+
+
+def _truncate_bits(part: Path) -> None:
+    """Keep every entry (and so the prompt digest) but cut the packed mask bits in half."""
+    with np.load(part) as z:
+        entries = {k: z[k] for k in z.files}
+    entries["bits"] = entries["bits"][: entries["bits"].size // 2]
+    with open(part, "wb") as f:
+        np.savez_compressed(f, **entries)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated file", "truncated bits", "no checksum"])
+def test_resume_recomputes_a_damaged_part_and_names_it(data, tmp_path, caplog, damage) -> None:
+    out = tmp_path / "d.tif"
+    first = _finished_run(data, out)
+    part = parts_dir(out) / "2.npz"
+    if damage == "empty":
+        part.write_bytes(b"")
+    elif damage == "truncated file":
+        part.write_bytes(part.read_bytes()[:100])
+    elif damage == "truncated bits":
+        _truncate_bits(part)
+    else:  # a part of an older version (no checksum) whose bits were cut: still caught
+        with np.load(part) as z:
+            entries = {k: z[k] for k in z.files if k != "bits_sha256"}
+        entries["bits"] = entries["bits"][:-3]
+        with open(part, "wb") as f:
+            np.savez_compressed(f, **entries)
+    calls: list[int] = []
+    with caplog.at_level("WARNING", logger="napari_propsam"):
+        run_batch(
+            data["tif"], box_prompts(), out, resume=True, model=data["grow"], device="cpu",
+            on_result=lambda r: calls.append(r.label_id),
+        )  # fmt: skip
+    assert calls == [2]  # only the damaged object is computed again
+    assert any(str(part) in r.getMessage() and "recomputing" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    assert not any("overlaps" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(read_labels(out), first)  # nothing silently emptied
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [(b"{not json", "is damaged .not valid JSON"), (b"[1, 2]", "is not a napari-propsam manifest"),
+     (b'{"format": 1}', "different image, model, options"), (b"\xff\xfe", "is damaged")],
+)  # fmt: skip
+def test_a_bad_manifest_is_named_and_refused(data, tmp_path, content, match) -> None:
+    out = tmp_path / "m.tif"
+    _finished_run(data, out)
+    manifest = parts_dir(out) / "manifest.json"
+    manifest.write_bytes(content)
+    with pytest.raises(ValueError, match=match) as err:
+        run_batch(data["tif"], box_prompts(), out, resume=True, model=data["grow"], device="cpu")
+    if "different" not in match:
+        assert str(manifest) in str(err.value) and "--overwrite" in str(err.value)
+
+
+def test_a_non_utf8_csv_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.csv"
+    path.write_bytes("slice,row0,col0,row1,col1\n12,1,1,9,9  # caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="not a UTF-8 text file") as err:
+        read_prompts_csv(path, SHAPE)
+    assert str(path) in str(err.value)

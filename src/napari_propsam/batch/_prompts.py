@@ -10,6 +10,7 @@ prompts on a large plane cost memory in proportion to the sketches, not to the p
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -290,7 +291,14 @@ def read_prompts_csv(
         _check_labels_array(sketches, shape, sketches_name)
     prompts: list[BatchPrompt] = []
     seen: dict[int, int] = {}
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path}: not a UTF-8 text file (byte 0x{err.object[err.start]:02x} at offset "
+            f"{err.start}); save the prompts CSV as UTF-8"
+        ) from None
+    with io.StringIO(text, newline="") as f:
         lines = ((i, line) for i, line in enumerate(f, 1))
         rows = (
             (i, line) for i, line in lines if line.strip() and not line.lstrip().startswith("#")

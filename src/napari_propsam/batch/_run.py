@@ -201,7 +201,7 @@ def run_batch(
     if out.resolve() == plan.image:
         raise ValueError("the output would overwrite the image")
     prepare_parts(parts, run_fingerprint(plan), resume=resume, overwrite=overwrite)
-    done = finished_ids(parts, plan.prompts)
+    done = finished_ids(parts, plan.prompts, plan.shape)
     total = len(plan.prompts)
     if done:
         logger.info("resuming: %d of %d objects already done", len(done), total)

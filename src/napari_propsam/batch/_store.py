@@ -114,7 +114,7 @@ def prepare_parts(
                 "them or --overwrite (overwrite=True) to start over"
             )
         else:
-            old = json.loads(manifest.read_text())
+            old = _read_manifest(manifest)
             diff = [k for k in sorted(set(old) | set(fp)) if old.get(k) != fp.get(k)]
             if diff:
                 raise ValueError(
@@ -125,6 +125,23 @@ def prepare_parts(
             return
     parts.mkdir(parents=True, exist_ok=True)
     _atomic_write_bytes(manifest, json.dumps(fp, indent=1, sort_keys=True).encode())
+
+
+def _read_manifest(manifest: Path) -> dict[str, Any]:
+    """The manifest of a parts directory, or a ValueError naming it when it is damaged."""
+    fix = "rerun with --overwrite (overwrite=True) to start over"
+    try:
+        old = json.loads(manifest.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ValueError(
+            f"cannot resume: {manifest} is damaged (not valid JSON: {err}); {fix}"
+        ) from None
+    if not isinstance(old, dict) or old.get("format") != _FORMAT:
+        raise ValueError(
+            f"cannot resume: {manifest} is not a napari-propsam manifest (expected a JSON object "
+            f"with format {_FORMAT}, got {type(old).__name__}); {fix}"
+        )
+    return old
 
 
 def remove_parts(parts: Path) -> None:
@@ -150,12 +167,14 @@ def write_part(parts: Path, label_id: int, roi: ObjectROI, digest: str, seconds:
     """Store one finished object atomically; returns the part's path."""
     path = _part_path(parts, label_id)
     bbox = np.array([[s.start, s.stop] for s in roi.bbox], dtype=np.int64)
+    bits = np.packbits(roi.mask.ravel())
     tmp = path.with_name(f"{path.name}{_TMP_TAG}{os.getpid()}")
     with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
         np.savez_compressed(
             f,
             bbox=bbox,
-            bits=np.packbits(roi.mask.ravel()),
+            bits=bits,
+            bits_sha256=np.array(_bits_digest(bbox, bits)),
             digest=np.array(digest),
             seconds=np.array(float(seconds)),
         )
@@ -165,30 +184,74 @@ def write_part(parts: Path, label_id: int, roi: ObjectROI, digest: str, seconds:
     return path
 
 
-def read_part(parts: Path, label_id: int) -> tuple[ObjectROI, str]:
-    """A stored object and its prompt digest.
+def _bits_digest(bbox: np.ndarray, bits: np.ndarray) -> str:
+    """Checksum of a part's box and mask bits: a truncated or altered part never passes."""
+    h = hashlib.sha256(np.ascontiguousarray(bbox, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(bits, dtype=np.uint8).tobytes())
+    return h.hexdigest()
+
+
+def _load_part(path: Path, shape: Sequence[int] | None) -> tuple[ObjectROI, str]:
+    """Read and verify one part file; ValueError says what is wrong (without the name)."""
+    try:
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in ("bbox", "bits", "digest")}
+            check = str(z["bits_sha256"]) if "bits_sha256" in z.files else None
+    except KeyError as err:
+        raise ValueError(f"missing entry {err}") from None
+    except Exception as err:  # noqa: BLE001 - zip, zlib, EOF, pickle: all mean a damaged file
+        raise ValueError(f"unreadable ({type(err).__name__}: {err})") from None
+    bbox_arr, bits = arrays["bbox"], arrays["bits"]
+    if bbox_arr.shape != (3, 2) or bbox_arr.dtype.kind not in "iu":
+        raise ValueError(f"bad bounding box {bbox_arr.tolist()}")
+    bbox = tuple(slice(int(a), int(b)) for a, b in bbox_arr)
+    if any(s.start < 0 or s.stop < s.start for s in bbox) or (
+        shape is not None and any(s.stop > n for s, n in zip(bbox, shape, strict=True))
+    ):
+        raise ValueError(f"bounding box {bbox_arr.tolist()} is outside the volume")
+    size = tuple(s.stop - s.start for s in bbox)
+    n = int(np.prod(size))
+    if bits.dtype != np.uint8 or bits.ndim != 1 or bits.size != (n + 7) // 8:
+        raise ValueError(f"{bits.size} bytes of mask bits for a {size} box ({(n + 7) // 8} needed)")
+    if check is not None and check != _bits_digest(bbox_arr, bits):
+        raise ValueError("its mask bits do not match their checksum")
+    mask = np.unpackbits(bits, count=n).astype(bool).reshape(size)
+    return ObjectROI(bbox, mask), str(arrays["digest"])  # type: ignore[arg-type]
+
+
+def read_part(
+    parts: Path, label_id: int, shape: Sequence[int] | None = None
+) -> tuple[ObjectROI, str]:
+    """A stored object and its prompt digest, verified: every entry present, a bounding box
+    inside ``shape`` (the ``(Z, Y, X)`` volume, if given), exactly the mask bits that box needs
+    and, for parts written by this version, their checksum.
 
     Raises:
-        OSError, ValueError: the part is missing or unreadable.
+        OSError: the part is missing.
+        ValueError: the part is damaged; the message names the file.
     """
-    with np.load(_part_path(parts, label_id)) as z:
-        bbox = tuple(slice(int(a), int(b)) for a, b in z["bbox"])
-        shape = tuple(s.stop - s.start for s in bbox)
-        n = int(np.prod(shape))
-        mask = np.unpackbits(z["bits"], count=n).astype(bool).reshape(shape)
-        return ObjectROI(bbox, mask), str(z["digest"])  # type: ignore[arg-type]
+    path = _part_path(parts, label_id)
+    if not path.is_file():
+        raise FileNotFoundError(f"part not found: {path}")
+    try:
+        return _load_part(path, shape)
+    except ValueError as err:
+        raise ValueError(f"damaged part {path}: {err}") from None
 
 
-def finished_ids(parts: Path, prompts: Sequence[BatchPrompt]) -> set[int]:
-    """Ids whose part exists and was computed from the same prompt."""
+def finished_ids(
+    parts: Path, prompts: Sequence[BatchPrompt], shape: Sequence[int] | None = None
+) -> set[int]:
+    """Ids whose part exists, is intact and was computed from the same prompt; a damaged part
+    is logged (naming the file) and recomputed."""
     done = set()
     for p in prompts:
         if not _part_path(parts, p.label_id).is_file():
             continue
         try:
-            _, digest = read_part(parts, p.label_id)
-        except (OSError, ValueError, KeyError) as err:  # a damaged part is just recomputed
-            logger.warning("%s: unreadable part (%s); recomputing it", p.label, err)
+            _, digest = read_part(parts, p.label_id, shape)
+        except (OSError, ValueError) as err:  # a damaged part is just recomputed
+            logger.warning("%s: %s; recomputing it", p.label, err)
             continue
         if digest == prompt_digest(p):
             done.add(p.label_id)
@@ -257,7 +320,7 @@ def merge_parts(
         spacing: ``(z, y, x)`` voxel size, recorded when ``out`` ends in ``.ome.zarr``.
 
     Returns:
-        ``(out, {id: voxels painted})``.
+        ``(out, {id: voxels painted})``; objects whose segmentation is empty are left out.
     """
     kind = output_kind(out)
     ids = sorted(int(i) for i in label_ids if _part_path(parts, i).is_file())
@@ -270,9 +333,9 @@ def merge_parts(
     target = _open_target(tmp, kind, shape, dtype, spacing)
     painted: dict[int, int] = {}
     for lid in ids:
-        roi, _ = read_part(parts, lid)
-        if roi.mask.size == 0:
-            painted[lid] = 0
+        roi, _ = read_part(parts, lid, shape)
+        if not roi.mask.any():
+            logger.warning("object %d: the segmentation is empty (%s)", lid, _part_path(parts, lid))
             continue
         region = np.asarray(target[roi.bbox])
         free = roi.mask & (region == 0)
