@@ -50,7 +50,12 @@ def big_zarr(tmp_path_factory):
     image, truth = ellipsoid_volume(
         shape=(128, 128, 128), center=(64, 60, 66), radii=(16, 14, 12), noise=8.0
     )
-    big[tuple(slice(o, o + 128) for o in ORIGIN)] = (image * 8 + 300).astype(np.uint16)
+    block = (image * 8 + 300).astype(np.uint16)
+    # Another bright structure beside the object, as real scans have: where a crop window does
+    # not hold the upper clipping bound (the object's dim ends), the whole slice's range is
+    # searched outwards from the window and must stop here, not read the whole slice.
+    block[:, 90:94, 30:34] = 3000
+    big[tuple(slice(o, o + 128) for o in ORIGIN)] = block
     return path, truth
 
 

@@ -167,7 +167,7 @@ class _SliceRanges:
     def _scan(self, s: int, rows: slice, cols: slice) -> tuple[np.float32, np.float32]:
         h, w = self.reader.plane_shape
         lo, hi = np.float32(self.lo), np.float32(self.hi)
-        margin = max(rows.stop - rows.start, cols.stop - cols.start, 16)
+        margin = max((rows.stop - rows.start) // 2, (cols.stop - cols.start) // 2, 16)
         while True:
             r = slice(max(0, rows.start - margin), min(h, rows.stop + margin))
             c = slice(max(0, cols.start - margin), min(w, cols.stop + margin))

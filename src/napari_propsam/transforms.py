@@ -147,8 +147,9 @@ def clipped_extremes(
     """Per-slice min and max of ``clip(block, lo, hi)`` where a window already decides them.
 
     A window that holds a value ``<= lo`` fixes its whole slice's clipped minimum to ``lo``
-    (clipping bounds every value), and likewise for the maximum; only slices where that is not
-    so need to be read beyond the window.
+    (clipping bounds every value), and likewise for the maximum. A window whose values all clip
+    to ``lo`` scales to 0 whatever the slice's maximum, so it needs no more either (the common
+    case past a bright object's ends). Only the remaining slices need reading beyond the window.
 
     Args:
         block: ``(N, h, w)`` float32 raw intensities of a window of ``N`` slices.
@@ -157,12 +158,14 @@ def clipped_extremes(
 
     Returns:
         ``(mins, maxs, decided)``: ``(N,)`` float32 clipped extremes of the window, and ``(N,)``
-        bool, True where they are the whole slice's extremes for certain.
+        bool, True where scaling the window with them gives the whole slice's result for
+        certain.
     """
     flat = block.reshape(len(block), -1)
     mins = np.clip(flat.min(axis=1), np.float32(lo), np.float32(hi))
     maxs = np.clip(flat.max(axis=1), np.float32(lo), np.float32(hi))
-    decided = (mins <= np.float32(lo)) & (maxs >= np.float32(hi))
+    at_lo = mins <= np.float32(lo)
+    decided = at_lo & ((maxs >= np.float32(hi)) | (maxs <= np.float32(lo)))
     return mins.astype(np.float32), maxs.astype(np.float32), decided
 
 
