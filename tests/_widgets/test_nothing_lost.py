@@ -33,7 +33,7 @@ def test_a_sketch_never_takes_an_id_the_output_already_holds(env):
 
     result = env.widget.run(block=True)
 
-    assert result.ok and result.label_ids == [2], env.msgs["error"]
+    assert result.ok and result.label_ids == [2], env.msgs["error"]  # a new id, not the 1 painted
     np.testing.assert_array_equal(out.data == 1, other)  # the first object is untouched
     assert (out.data == 2).sum() > 0.9 * env.truth.sum()
     table = env.widget.measure.measure(block=True).table
@@ -61,7 +61,8 @@ def test_repropagation_never_erases_another_object_under_the_same_id(env):
 
     assert env.widget.repropagate(block=True).label_ids == [4], env.msgs["error"]
 
-    np.testing.assert_array_equal(out.data[other], before[other])  # B keeps every voxel
+    # only the corrected object changes: B keeps every voxel
+    np.testing.assert_array_equal(out.data[other], before[other])
     assert (out.data[other] == 4).sum() == other.sum()
     a_region = np.zeros(shape, bool)
     a_region[:, :35, :35] = True
@@ -143,6 +144,7 @@ def test_choosers_never_default_to_ground_truth_or_output(make_napari_viewer):
 
 
 def test_a_long_message_or_layer_name_does_not_widen_the_dock(env):
+    """The dock keeps its width: its size hints do not grow with text."""
     dock = env.viewer.window._dock_widgets["PropSAM"]
     native = env.widget.native
     width_before = max(native.sizeHint().width(), native.minimumSizeHint().width())

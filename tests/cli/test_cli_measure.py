@@ -85,6 +85,8 @@ def test_measure_takes_the_spacing_an_ome_zarr_records(tmp_path):
     assert main(["measure", str(path), "--out", str(out)]) == 0
     rows = _read(out)
     assert float(rows[0]["volume"]) == pytest.approx(4 * 6 * 10 * 2 * 0.5 * 0.5)
-    # --spacing wins over the metadata
-    assert main(["measure", str(path), "--spacing", "1", "1", "1", "--out", str(out)]) == 0
+    # --spacing wins over the metadata (the existing CSV is replaced only with --overwrite)
+    again = ["measure", str(path), "--spacing", "1", "1", "1", "--out", str(out)]
+    assert main(again) == 2
+    assert main([*again, "--overwrite"]) == 0
     assert float(_read(out)[0]["volume"]) == pytest.approx(4 * 6 * 10)

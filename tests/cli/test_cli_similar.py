@@ -131,7 +131,7 @@ def test_find_similar_workers_send_the_objects_to_the_batch_engine(tmp_path, sta
     )
     assert rc == 0 and len(calls) == 1
     (path, prompts, out), kw = calls[0]
-    assert path == str(tmp_path / "img.tif") and out == str(tmp_path / "o.tif")
+    assert path == str(tmp_path / "img.tif") and str(out) == str(tmp_path / "o.tif")
     assert [p.label_id for p in prompts] == [1, 2, 3, 4] and kw["workers"] == 2
 
 

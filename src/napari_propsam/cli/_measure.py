@@ -7,6 +7,7 @@ import logging
 
 from ..io import read_volume
 from ._common import image_spacing
+from ._output import check_output
 
 logger = logging.getLogger("napari_propsam")
 
@@ -15,13 +16,16 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from ..measure import measure_labels, validate_spacing, write_measurements_csv
 
     # Checked before any file is opened, so a typo fails fast on a huge volume.
+    out = check_output(
+        args.out, inputs=[args.labels, args.image], suffixes=(".csv",), overwrite=args.overwrite
+    )
     spacing = validate_spacing(image_spacing(args.spacing, args.labels))
     labels = read_volume(args.labels)
     image = None if args.image is None else read_volume(args.image)
     table = measure_labels(labels, image=image, spacing=spacing)
-    write_measurements_csv(table, args.out)
+    write_measurements_csv(table, out)
     n = len(table["label"])
-    print(f"{n} object{'s' if n != 1 else ''} measured -> {args.out}")
+    print(f"{n} object{'s' if n != 1 else ''} measured -> {out}")
     return 0
 
 
@@ -46,4 +50,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="physical voxel size (default 1 1 1)",
     )
     p.add_argument("--out", required=True, help="output CSV path")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_measure)

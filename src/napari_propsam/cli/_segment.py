@@ -21,6 +21,8 @@ import numpy as np
 
 from ..io import read_volume, write_volume
 from ._common import add_engine_options, engine_configs, image_spacing
+from ._output import BATCH_SUFFIXES, VOLUME_SUFFIXES, check_label, check_output
+from ._similar import _labels_dtype
 
 logger = logging.getLogger("napari_propsam")
 
@@ -44,6 +46,14 @@ def _cmd_single(args: argparse.Namespace) -> int:
         raise ValueError("give --slice with --box or --mask, or a --prompts file")
     if (args.box is None) == (args.mask is None):
         raise ValueError("give exactly one of --box and --mask")
+    # Everything that can be refused is refused before the segmentation runs.
+    label = check_label(args.label)
+    out_path = check_output(
+        args.out,
+        inputs=[args.image, args.mask],
+        suffixes=VOLUME_SUFFIXES,
+        overwrite=args.overwrite,
+    )
     image = read_volume(args.image)
     spacing = image_spacing(args.spacing, args.image)
     prop, _ = engine_configs(args)
@@ -62,8 +72,9 @@ def _cmd_single(args: argparse.Namespace) -> int:
         device=args.device,
         **{f.name: getattr(prop, f.name) for f in fields(prop)},
     )
-    write_volume(args.out, out.astype(np.uint8) * np.uint8(args.label), spacing)
-    logger.info("wrote %s (%d voxels)", args.out, int(out.sum()))
+    dtype = _labels_dtype(label)  # uint8 up to 255, uint16 up to 65535, else uint32
+    write_volume(out_path, out.astype(dtype) * dtype.type(label), spacing)
+    logger.info("wrote %s (%d voxels, label %d, %s)", out_path, int(out.sum()), label, dtype)
     return 0
 
 
@@ -84,6 +95,15 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     for flag, value in (("--slice", args.slice), ("--box", args.box), ("--mask", args.mask)):
         if value is not None:
             raise ValueError(f"{flag} is for a single object; a --prompts file holds every prompt")
+    if args.overwrite and args.resume:
+        raise ValueError("--overwrite and --resume exclude each other")
+    check_output(
+        args.out,
+        inputs=[args.image, args.prompts, args.sketches],
+        suffixes=BATCH_SUFFIXES,
+        overwrite=args.overwrite,
+        check_exists=False,  # run_batch refuses it before any work, offering --resume too
+    )
     if not args.verbose and (args.workers or args.scheduler):
         _quiet_dask_logs()
     shape = check_volume(read_volume(args.image))
@@ -138,7 +158,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--slice", type=int, default=None, help="prompt slice along --axis")
     g.add_argument("--box", type=float, nargs=4, metavar=("ROW0", "COL0", "ROW1", "COL1"))
     g.add_argument("--mask", help="2D mask file, or a 3D sketch volume (its --slice is used)")
-    g.add_argument("--label", type=int, default=1, help="value of the object in --out")
+    g.add_argument(
+        "--label",
+        type=int,
+        default=1,
+        help="value of the object in --out, 1..4294967295 (the file's dtype is the smallest "
+        "that holds it)",
+    )
     b = p.add_argument_group("batch (see docs/api.md, 'Batch segmentation')")
     b.add_argument(
         "--prompts",
@@ -156,7 +182,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--connect-timeout", type=float, default=10.0, help="seconds to wait for --scheduler"
     )
-    b.add_argument("--overwrite", action="store_true", help="replace --out and its parts")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out (and a batch's parts); without it an existing output "
+        "is refused",
+    )
     b.add_argument("--resume", action="store_true", help="skip objects finished by an earlier run")
     b.add_argument(
         "--discard-parts",

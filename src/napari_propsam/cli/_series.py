@@ -17,6 +17,7 @@ import numpy as np
 
 from ..io import read_volume, write_volume
 from ._common import add_engine_options, engine_configs
+from ._output import check_output
 from ._similar import _labels_dtype
 
 logger = logging.getLogger("napari_propsam")
@@ -31,6 +32,12 @@ def _read_any(path: str) -> np.ndarray:
     if p.suffix.lower() in IMAGE_SUFFIXES and p.suffix.lower() not in (".tif", ".tiff"):
         return np.asarray(read_image(p))
     return np.asarray(read_volume(p))
+
+
+def _annotation_path(item: str) -> str:
+    """The file of an ``--annotations`` item (``INDEX:FILE`` or ``FILE``)."""
+    head, sep, tail = item.partition(":")
+    return tail if sep and head.strip().lstrip("-").isdigit() else item
 
 
 def parse_annotations(items: list[str], n: int) -> dict[int, np.ndarray]:
@@ -60,6 +67,13 @@ def cmd_series(args: argparse.Namespace) -> int:
     from ..series import propagate_series_stream, read_series, series_files
 
     src = Path(args.series)
+    out = check_output(
+        args.out,
+        inputs=[src, *(_annotation_path(item) for item in args.annotations)],
+        suffixes=_STACK_SUFFIXES,
+        overwrite=args.overwrite,
+        folder=True,
+    )
     if src.is_dir():
         images = read_series(src)
         names = [p.stem for p in series_files(src)]
@@ -68,7 +82,6 @@ def cmd_series(args: argparse.Namespace) -> int:
         names = [f"image_{i:04d}" for i in range(images.shape[0])]
     prop, _ = engine_configs(args)
     annotations = parse_annotations(args.annotations, images.shape[0])
-    out = Path(args.out)
     stack = out.suffix.lower() in _STACK_SUFFIXES
     result = np.zeros(images.shape[:3], np.int32)
     top = max(int(np.max(a)) for a in annotations.values()) if annotations else 1
@@ -101,6 +114,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--out", required=True, help="labels stack (.tif/.npy/.zarr) or a folder (one tif each)"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out (a folder that holds files: replace those written)",
     )
     add_engine_options(p)
     p.set_defaults(func=cmd_series)

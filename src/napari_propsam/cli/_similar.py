@@ -17,6 +17,7 @@ import numpy as np
 from ..io import read_volume, write_volume
 from ..similar import SimilarConfig
 from ._common import add_engine_options, engine_configs, image_spacing
+from ._output import BATCH_SUFFIXES, VOLUME_SUFFIXES, check_output
 
 logger = logging.getLogger("napari_propsam")
 
@@ -42,10 +43,17 @@ def _similar_config(args: argparse.Namespace) -> SimilarConfig:
 def cmd_find_similar(args: argparse.Namespace) -> int:
     from ..similar import SimilarFound, find_similar, find_similar_stream
 
-    image = read_volume(args.image)
     prop, box_cfg = engine_configs(args)
     if args.examples is None and not args.box:
         raise SystemExit("give --examples SPARSE_LABELS and/or --box ROW0 COL0 ROW1 COL1")
+    parallel = args.workers is not None or args.scheduler is not None
+    out_path = check_output(
+        args.out,
+        inputs=[args.image, args.examples],
+        suffixes=BATCH_SUFFIXES if parallel and not args.no_3d else VOLUME_SUFFIXES,
+        overwrite=args.overwrite,
+    )
+    image = read_volume(args.image)
     examples = np.asarray(read_volume(args.examples)) if args.examples is not None else None
     spacing = image_spacing(args.spacing, args.image)
     common = dict(
@@ -63,7 +71,6 @@ def cmd_find_similar(args: argparse.Namespace) -> int:
         box_config=box_cfg,
         start_label=args.start_label,
     )
-    parallel = args.workers is not None or args.scheduler is not None
     if parallel and not args.no_3d:
         try:
             from ..batch import run_batch
@@ -82,13 +89,13 @@ def cmd_find_similar(args: argparse.Namespace) -> int:
         run_batch(
             args.image,
             list(found.prompts),
-            args.out,
+            out_path,
             workers=args.workers,
             scheduler=args.scheduler,
             model=args.model,
             device=args.device,
             spacing=spacing,
-            overwrite=True,
+            overwrite=True,  # --out was checked above; this only replaces our own parts
             config=prop,
             box_config=box_cfg,
         )
@@ -96,9 +103,9 @@ def cmd_find_similar(args: argparse.Namespace) -> int:
         return 0
     labels = find_similar(image, propagate_3d=not args.no_3d, **common)
     top = int(labels.max())
-    write_volume(args.out, labels.astype(_labels_dtype(top)), spacing)
+    write_volume(out_path, labels.astype(_labels_dtype(top)), spacing)
     n = len(np.unique(labels)) - (1 if (labels == 0).any() else 0)
-    print(f"{n} object(s) (examples included) -> {args.out}")
+    print(f"{n} object(s) (examples included) -> {out_path}")
     return 0
 
 
@@ -135,6 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also search these slices (every few; the example slice is always searched)",
     )
     p.add_argument("--out", required=True, help="labels file (.tif, .zarr, .ome.zarr or .npy)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--start-label", type=int, default=1)
     p.add_argument("--no-3d", action="store_true", help="only the 2D masks on their slices")
     g = p.add_argument_group("search")
