@@ -29,15 +29,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._generate import LABELMAP_FAMILIES, draw_z_spacing, generate_labelmap, output_shape
 from ._scene import MIN_EXTENT, Scene, finalize_labels
 from .artefacts import ArtefactRates, apply_artefacts
 from .families import BUILDERS, draw_style
+from .heldout import HELDOUT_BUILDERS
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CLASSIC_FAMILIES",
     "FAMILIES",
     "HELDOUT_FAMILIES",
+    "LABELMAP_FAMILIES",
     "MIN_EXTENT",
     "SyntheticVolume",
     "make_dataset",
@@ -45,7 +49,8 @@ __all__ = [
     "make_volume",
 ]
 
-FAMILIES: tuple[str, ...] = (
+#: The eight hand-designed families (families.py).
+CLASSIC_FAMILIES: tuple[str, ...] = (
     "glomeruli",
     "organ",
     "lesion",
@@ -56,10 +61,22 @@ FAMILIES: tuple[str, ...] = (
     "lowcontrast",
 )
 
-# Families never used to train the bundled weights; they measure how fine-tuning adapts the
-# model to a structure it has not seen.
-HELDOUT_FAMILIES: tuple[str, ...] = ("cysts",)
+#: Training families: the classic ones, then the label-map-first ones (labelmaps.py).
+FAMILIES: tuple[str, ...] = CLASSIC_FAMILIES + LABELMAP_FAMILIES
+
+# Families never used to train the bundled weights. ``cysts`` measures fine-tuning on an unseen
+# structure; ``vessels_fluo`` and ``texture`` (heldout.py) measure generalisation to a
+# morphology-plus-appearance and to a kind of boundary that no training family has.
+HELDOUT_FAMILIES: tuple[str, ...] = ("cysts", "vessels_fluo", "texture")
 _ALL_FAMILIES = FAMILIES + HELDOUT_FAMILIES
+# Seed salt per family. The classic families and cysts keep the indices they had before the
+# label-map families existed, so their seeds still give the same volumes (benchmarks use them).
+_SALT = {
+    name: i
+    for i, name in enumerate(
+        CLASSIC_FAMILIES + ("cysts",) + LABELMAP_FAMILIES + ("vessels_fluo", "texture")
+    )
+}
 
 _MIN_SIDE = 16
 _ATTEMPTS = 6
@@ -73,8 +90,8 @@ class SyntheticVolume:
         image: ``(Z, Y, X)`` float32 raw grey values (>= 0, typically 0..4000, not normalised).
         labels: ``(Z, Y, X)`` int32 instances, 0 = background, ids ``1..n`` consecutive.
         targets: Sorted label ids of the family's objects meant to be segmented.
-        spacing: ``(z, y, x)`` voxel size; y = x = 1, z >= 1.
-        family: One of ``FAMILIES``.
+        spacing: ``(z, y, x)`` voxel size; y = x = 1; z >= 1 unless ``anisotropy`` asked less.
+        family: One of ``FAMILIES`` or ``HELDOUT_FAMILIES``.
         seed: The seed it was generated from.
     """
 
@@ -144,13 +161,15 @@ def make_volume(
     Args:
         family: One of ``FAMILIES`` (training) or ``HELDOUT_FAMILIES`` (never trained on).
         seed: Any integer.
-        shape: ``(Z, Y, X)``, every side >= 16.
-        anisotropy: Z voxel size relative to Y/X (> 0). None draws it from the seed: about half
-            the volumes isotropic, the rest with Z spacing uniform in 1.5-5.
+        shape: ``(Z, Y, X)``, every side >= 16. ``labelmap_large`` generates twice the Y and X
+            size with half the slices (at least 16), for targets more than 200 px across.
+        anisotropy: Z voxel size relative to Y/X (> 0). None draws it from the seed: classic
+            families isotropic about half the time, else Z spacing uniform in 1.5-5; label-map
+            families isotropic 35% (thin: 20%), else log-uniform in 1.5-6.
 
     Returns:
-        A :class:`SyntheticVolume` with image float32 and labels int32 of ``shape`` and at
-        least one target.
+        A :class:`SyntheticVolume` with image float32 and labels int32 of the family's output
+        shape and at least one target.
 
     Raises:
         ValueError: unknown family, bad shape or anisotropy.
@@ -158,17 +177,49 @@ def make_volume(
     if family not in _ALL_FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {_ALL_FAMILIES}")
     shape = _check_shape(shape)
-    rng = _rng(seed, _ALL_FAMILIES.index(family), *shape)
-    # Always consume the same draws so the rest of the stream does not depend on the override.
-    iso = rng.random() < 0.5
-    drawn = 1.0 if iso else float(rng.uniform(1.5, 5.0))
-    if anisotropy is None:
-        z_spacing = drawn
-    else:
+    rng = _rng(seed, _SALT[family], *shape)
+    if anisotropy is not None:
         z_spacing = float(anisotropy)
         if not math.isfinite(z_spacing) or z_spacing <= 0:
             raise ValueError(f"anisotropy must be a positive finite number, got {anisotropy}")
-    return _generate(family, seed, rng, shape, z_spacing, ArtefactRates())
+    if family in BUILDERS:
+        # Always consume the same draws so the rest of the stream does not depend on the override.
+        iso = rng.random() < 0.5
+        drawn = 1.0 if iso else float(rng.uniform(1.5, 5.0))
+        z_spacing = drawn if anisotropy is None else z_spacing
+        return _generate(family, seed, rng, shape, z_spacing, ArtefactRates())
+    drawn = draw_z_spacing(rng, family)
+    z_spacing = drawn if anisotropy is None else z_spacing
+    return _generate_new(family, seed, rng, output_shape(family, shape), z_spacing)
+
+
+def _generate_new(
+    family: str,
+    seed: int,
+    rng: np.random.Generator,
+    shape: tuple[int, int, int],
+    z_spacing: float,
+) -> SyntheticVolume:
+    """A label-map or new held-out family volume, retried until it has a valid target."""
+    for attempt in range(_ATTEMPTS):
+        if family in HELDOUT_BUILDERS:
+            image, labels, targets = HELDOUT_BUILDERS[family](rng, shape, z_spacing)
+        else:
+            image, labels, targets = generate_labelmap(family, rng, shape, z_spacing)
+        if targets:
+            return SyntheticVolume(
+                image=image,
+                labels=labels,
+                targets=tuple(targets),
+                spacing=(float(z_spacing), 1.0, 1.0),
+                family=family,
+                seed=int(seed),
+            )
+        logger.debug("%s seed %d attempt %d produced no valid target", family, seed, attempt)
+    raise RuntimeError(
+        f"could not generate a valid {family!r} volume for seed {seed}, shape {shape}, "
+        f"z spacing {z_spacing}"
+    )
 
 
 def make_dataset(
@@ -185,8 +236,8 @@ def make_dataset(
     if not families:
         raise ValueError("families must not be empty")
     for f in families:
-        if f not in BUILDERS:
-            raise ValueError(f"unknown family {f!r}; expected one of {FAMILIES}")
+        if f not in _ALL_FAMILIES:
+            raise ValueError(f"unknown family {f!r}; expected one of {_ALL_FAMILIES}")
     for i, seed in enumerate(seeds):
         yield make_volume(families[i % len(families)], int(seed), shape)
 
