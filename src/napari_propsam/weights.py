@@ -336,7 +336,9 @@ def _torch_load(path: Path) -> Any:
             "the released PAM checkpoints"
         ) from err
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # torch's messages run on for several sentences of advice: keep the first one.
+        text = str(err).strip()
+        first = text.splitlines()[0].split(". ")[0][:200] if text else type(err).__name__
         if "weights_only" in first:
             first = "not a tensors-only PyTorch file"
         raise CheckpointError(
