@@ -198,7 +198,7 @@ def test_volume_larger_than_ram_is_never_read_whole(tmp_path):
         ({"box": (1, 2, 3)}, "row0, col0, row1, col1"),
         ({}, "exactly one prompt"),
         ({"box": (1, 1, 9, 9), "mask": np.ones((64, 64), bool)}, "exactly one prompt"),
-        ({"mask": np.ones((10, 10), bool)}, "does not match"),
+        ({"mask": np.ones((10, 10), bool)}, "must have the prompt plane.s shape .64, 64."),
         ({"mask": np.ones((64, 64), bool), "slice_index": 48}, "out of range"),
         ({"mask": np.ones((64, 64), bool), "slice_index": -1}, "out of range"),
         ({"mask": np.ones((64, 64), bool), "spacing": (1, 0, 1)}, "positive"),
