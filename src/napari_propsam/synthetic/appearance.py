@@ -177,22 +177,28 @@ def _texture(rng: np.random.Generator, profile: Profile, span: float) -> np.ndar
     """Random texture amplitudes: none, one or two channels."""
     t = np.zeros(len(CHANNELS), np.float32)
     for _ in range(int(rng.choice(3, p=[0.25, 0.5, 0.25]))):
-        t[int(rng.integers(len(CHANNELS)))] = span * log_uniform(rng, *profile.texture)
+        c = int(rng.choice(len(CHANNELS), p=[0.25, 0.25, 0.2, 0.15, 0.15]))
+        # Binary granules peak at about twice their std: keep them weaker.
+        t[c] = span * log_uniform(rng, *profile.texture) * (0.6 if c == 4 else 1.0)
     return t
 
 
 def _texture_unlike(rng: np.random.Generator, host: np.ndarray, lv: Levels) -> np.ndarray:
-    """A texture clearly different from ``host``'s at the same mean: much stronger, much weaker,
-    or of another grain size at the same strength."""
+    """A texture clearly different from ``host``'s at the same mean: 2-4x stronger, 5x weaker,
+    or of another grain at the same strength. Grains of at least ~2 px (not the fine channel),
+    so the PSF does not wipe the difference out; never stronger than 30% of the span."""
     strength = float(np.linalg.norm(host))
-    visible = max(3.0 * lv.noise, 0.06 * lv.span)
+    visible = max(4.0 * lv.noise, 0.08 * lv.span)
+    cap = 0.3 * lv.span
     t = np.zeros_like(host)
-    if strength < visible / 2.5 or rng.random() < 0.35:
-        t[int(rng.choice([0, 1, 3, 4]))] = max(visible, 3.0 * strength) * rng.uniform(1.0, 2.0)
+    u = rng.random()
+    stronger = max(visible, 2.0 * strength) * float(rng.uniform(1.0, 1.6))
+    if strength < visible or (u < 0.4 and stronger <= cap):
+        t[int(rng.choice([1, 3, 4], p=[0.45, 0.35, 0.2]))] = min(stronger, cap)
         return t
-    if rng.random() < 0.5:
+    if u < 0.7 or strength > cap:
         return host * np.float32(rng.uniform(0.0, 0.2))
-    free = [c for c in range(len(CHANNELS)) if host[c] == 0 and c != 2] or [0]
+    free = [c for c in (1, 3, 4) if host[c] == 0] or [1]
     t[int(rng.choice(free))] = strength
     return t
 
@@ -221,12 +227,16 @@ def assign_looks(scene: LabelScene, profile: Profile, lv: Levels) -> Looks:
         grain=np.zeros(n, np.float32),
         seam=np.zeros(n, np.float32),
     )
-    seam_amp = max(4.0 * lv.noise, 0.15 * lv.span)
+    # Membranes of one volume share their polarity, so where two labels' seams meet they add up
+    # rather than cancel.
+    seam_sign = profile.seam_sign or (1.0 if rng.random() < 0.5 else -1.0)
     for lab in range(1, n):
         part = scene.parts.get(lab)
         if part is None:
             continue
-        seam_sign = profile.seam_sign or (1.0 if rng.random() < 0.5 else -1.0)
+        host = part.host or int(hosts[lab])
+        # A membrane must stand out of the noise and of the host's texture.
+        seam_amp = max(4.0 * lv.noise, 0.15 * lv.span, 2.0 * float(np.linalg.norm(looks.tex[host])))
         looks.grain[lab] = lv.span * float(rng.uniform(0.0, 0.04))
         if rng.random() < profile.p_seam:
             looks.seam[lab] = seam_sign * seam_amp * float(rng.uniform(0.7, 2.0))
@@ -240,7 +250,6 @@ def assign_looks(scene: LabelScene, profile: Profile, lv: Levels) -> Looks:
                 # Look-alikes are told apart by a membrane or nothing at all.
                 looks.seam[lab] = seam_sign * seam_amp * float(rng.uniform(0.5, 1.5))
             continue
-        host = part.host or int(hosts[lab])
         hm = float(looks.mean[host])
         if part.mode == "equal":
             looks.mean[lab] = hm
@@ -306,7 +315,7 @@ def _pv(field_fine: np.ndarray, fine: int) -> np.ndarray:
 
 def _seams(labels: np.ndarray, seam: np.ndarray) -> np.ndarray:
     """Image of boundary offsets: both voxels of every face between two different labels get the
-    sum of the two labels' seam values (a membrane about two voxels thick)."""
+    larger (in magnitude) of the two labels' seam values: a membrane about two voxels thick."""
     out = np.zeros(labels.shape, np.float32)
     for ax in range(3):
         a = [slice(None)] * 3
@@ -314,10 +323,12 @@ def _seams(labels: np.ndarray, seam: np.ndarray) -> np.ndarray:
         a[ax], b[ax] = slice(1, None), slice(None, -1)
         la, lb = labels[tuple(a)], labels[tuple(b)]
         d = la != lb
-        s = np.where(d, seam[la] + seam[lb], np.float32(0))
+        sa, sb = seam[la[d]], seam[lb[d]]
+        s = np.where(np.abs(sa) >= np.abs(sb), sa, sb)
         for side in (tuple(a), tuple(b)):
             o = out[side]
-            np.copyto(o, s, where=d & (np.abs(s) > np.abs(o)))
+            cur = o[d]
+            o[d] = np.where(np.abs(s) > np.abs(cur), s, cur)
     return out
 
 
@@ -407,11 +418,16 @@ def acquire(
 def add_noise(
     img: np.ndarray, rng: np.random.Generator, sigma: float, kinds: tuple[float, float, float]
 ) -> None:
-    """Gaussian, Poisson (std ``sigma`` at the median level) or Rician noise, in place."""
+    """Gaussian, Poisson or Rician noise of std ``sigma``, in place.
+
+    Poisson noise has std ``sigma`` at the bright end (99th percentile), less in darker parts,
+    as photon counting does; a small Gaussian read noise is added to it.
+    """
     w = np.asarray(kinds, float)
     kind = int(rng.choice(3, p=w / w.sum()))
     if kind == 1:
-        gain = sigma**2 / max(float(np.median(img)), 1.0)
+        bright = float(np.percentile(img.ravel()[::7], 99))
+        gain = sigma**2 / max(bright, 1.0)
         img[...] = rng.poisson(np.maximum(img, 0.0) / gain).astype(np.float32) * np.float32(gain)
         img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(0.3 * sigma)
     elif kind == 2:

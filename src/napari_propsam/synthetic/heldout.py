@@ -46,7 +46,7 @@ def _vessels(scene: LabelScene) -> list[tuple[int, int]]:
     out = []
     for _ in range(int(rng.integers(2, 6))):
         r_min = max(1.2, 0.45 * scene.out_sz)
-        r0 = float(rng.uniform(max(2.5, r_min), 7.0))
+        r0 = float(rng.uniform(max(3.5, r_min), 9.0))
         pts, radii = random_sized_tree(
             scene, big * rng.uniform(0.6, 1.2), r0, r_min, int(rng.integers(2, 6)), 2
         )
@@ -61,7 +61,7 @@ def _vessels(scene: LabelScene) -> list[tuple[int, int]]:
             continue
         vid = scene.add(Part("vessel", target=True))
         _write(scene, sl, level, vid, where)
-        wall = float(rng.uniform(1.0, 2.0))
+        wall = float(rng.uniform(1.0, 1.8))
         inner = tube_level(scene, pts, np.maximum(radii - wall, 0.3))
         lid = 0
         if inner is not None:
@@ -116,7 +116,10 @@ def build_vessels_fluo(
     fall = np.linspace(1.0, rng.uniform(0.25, 0.7), out_shape[0], dtype=np.float32)
     img *= fall[:, None, None]
     np.maximum(img, 0.0, out=img)
-    add_noise(img, rng, peak * log_uniform(rng, 0.04, 0.15), (0.0, 1.0, 0.0))
+    # Photon counting: 20-200 photons at the brightest walls, plus a little read noise.
+    gain = peak / log_uniform(rng, 20.0, 200.0)
+    img = rng.poisson(img / np.float32(gain)).astype(np.float32) * np.float32(gain)
+    add_noise(img, rng, bg * float(rng.uniform(0.05, 0.2)), (1.0, 0.0, 0.0))
     if rng.random() < 0.3:
         np.minimum(img, np.float32(np.percentile(img, 99.5)), out=img)
     np.maximum(img, 0.0, out=img)

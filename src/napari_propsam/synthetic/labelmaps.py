@@ -129,7 +129,7 @@ class Recipe:
 
     objects: tuple[int, int] = (6, 16)
     kinds: tuple[float, ...] = (0.17, 0.2, 0.09, 0.12, 0.18, 0.12, 0.12)
-    modes: tuple[float, ...] = (0.45, 0.2, 0.15, 0.2)
+    modes: tuple[float, ...] = (0.55, 0.15, 0.12, 0.18)
     size: tuple[float, float] = (5.0, 0.9)
     regions: tuple[int, int] = (1, 6)
     p_layered: float = 0.2
@@ -223,9 +223,11 @@ def _shape_level(
         shp = random_sized_sheet(scene, size, float(rng.uniform(1.5, 5.0)), center=center)
     elif kind == "tree":
         r_min = max(1.0, 0.45 * scene.out_sz)
-        r0 = max(r_min, float(rng.uniform(0.03, 0.12)) * size)
+        r0 = max(r_min, log_uniform(rng, 0.012, 0.07) * size)
+        depth = 0 if rng.random() < 0.15 else int(rng.integers(1, 3))
+        # The path wanders, so a root ~1.3x the size spans about the size.
         pts, radii = random_sized_tree(
-            scene, size, r0, r_min, int(rng.integers(0, 5)), int(rng.integers(0, 3))
+            scene, size * float(rng.uniform(1.0, 1.6)), r0, r_min, int(rng.integers(2, 6)), depth
         )
         res = tube_level(scene, pts, radii)
         return None if res is None else (res[0], res[1], None)
