@@ -185,7 +185,7 @@ class PropSAMWidget(Container):
         """The newest layer made with New box / sketch, else the newest Shapes layer (boxes the
         user drew); never a Labels layer the user did not make as a prompt."""
         present = list(self.viewer.layers)
-        made = [layer for layer in self._made_prompts if layer in present]
+        made = self._made_prompts = [layer for layer in self._made_prompts if layer in present]
         if made:
             return made[-1]
         shapes = [layer for layer in present if isinstance(layer, Shapes)]

@@ -70,7 +70,7 @@ def cmd_series(args: argparse.Namespace) -> int:
     out = check_output(
         args.out,
         inputs=[src, *(_annotation_path(item) for item in args.annotations)],
-        suffixes=_STACK_SUFFIXES,
+        suffixes=(*_STACK_SUFFIXES, ".ome.zarr"),
         overwrite=args.overwrite,
         folder=True,
     )
