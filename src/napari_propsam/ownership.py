@@ -24,7 +24,7 @@ from .prompts import normalize_box
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OwnedRegion", "owned_component", "prompt_seed"]
+__all__ = ["OwnedRegion", "owned_by_prompt", "owned_component", "prompt_seed"]
 
 # Full (26-) connectivity: parts of one object that touch only at an edge or corner stay one.
 _STRUCTURE = ndimage.generate_binary_structure(3, 3)
@@ -165,3 +165,11 @@ def _tight(owned: np.ndarray, lo: list[int], n_objects: int) -> OwnedRegion:
     bbox = tuple(slice(lo[ax] + int(w[0]), lo[ax] + int(w[-1]) + 1) for ax, w in enumerate(where))
     local = tuple(slice(int(w[0]), int(w[-1]) + 1) for w in where)
     return OwnedRegion(bbox, np.ascontiguousarray(owned[local]), n_objects)  # type: ignore[arg-type]
+
+
+def owned_by_prompt(labels: Any, prompt: Any) -> OwnedRegion:
+    """:func:`owned_component` for a :class:`~napari_propsam.labeling.ObjectPrompt`: the voxels
+    of ``prompt.label_id`` in ``labels`` (``(Z, Y, X)``) that its box or mask touches."""
+    plane = tuple(int(s) for a, s in enumerate(labels.shape) if a != prompt.axis)
+    seed = prompt_seed(plane, prompt.box, prompt.mask)  # type: ignore[arg-type]
+    return owned_component(labels, prompt.label_id, prompt.axis, prompt.index, seed)

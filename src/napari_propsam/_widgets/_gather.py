@@ -227,3 +227,14 @@ def output_shape_error(output: Labels, image: Image) -> PromptError | None:
         f"output layer '{output.name}' has shape {tuple(output.data.shape)}, image "
         f"'{image.name}' has {tuple(full_resolution(image).shape)}; choose another output layer"
     )
+
+
+def default_prompt_layer(layers: list[Layer], made: list[Layer]) -> Shapes | Labels | None:
+    """The Prompts chooser's default: the newest of ``made`` (layers made with New box / sketch)
+    still in ``layers``, else the newest Shapes layer (boxes the user drew); never a Labels layer
+    the user did not make as a prompt (an output, a ground truth)."""
+    present = [layer for layer in made if layer in layers]
+    if present:
+        return present[-1]  # type: ignore[return-value]
+    shapes = [layer for layer in layers if isinstance(layer, Shapes)]
+    return shapes[-1] if shapes else None

@@ -32,21 +32,20 @@ from qtpy.QtWidgets import QTabWidget
 
 from ..config import PropagationConfig
 from ..device import select_device
-from ..labeling import (
-    ObjectEdit,
-    ObjectFailed,
-    ObjectFinished,
-    ObjectPrompt,
-    ObjectStarted,
-    ObjectUpdate,
-)
-from ..ownership import OwnedRegion, owned_component, prompt_seed
+from ..labeling import ObjectEdit, ObjectFailed, ObjectFinished, ObjectStarted, ObjectUpdate
+from ..ownership import owned_by_prompt
 from ..registry import ModelSpec
 from ..series import SeriesUpdate
 from ..weights import CheckpointError
 from . import _notify
 from ._finetune import FinetunePanel
-from ._gather import Gathered, gather_repropagate, gather_run, output_shape_error
+from ._gather import (
+    Gathered,
+    default_prompt_layer,
+    gather_repropagate,
+    gather_run,
+    output_shape_error,
+)
 from ._history import UndoGroup
 from ._layout import StatusLabel, keep_width
 from ._measure import MeasurePanel
@@ -181,16 +180,6 @@ class PropSAMWidget(Container):
     def _prompt_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return [(NO_PROMPTS, NO_PROMPTS), *self.layers_of((Shapes, Labels))]
 
-    def _default_prompt_layer(self) -> Shapes | Labels | None:
-        """The newest layer made with New box / sketch, else the newest Shapes layer (boxes the
-        user drew); never a Labels layer the user did not make as a prompt."""
-        present = list(self.viewer.layers)
-        made = self._made_prompts = [layer for layer in self._made_prompts if layer in present]
-        if made:
-            return made[-1]
-        shapes = [layer for layer in present if isinstance(layer, Shapes)]
-        return shapes[-1] if shapes else None
-
     def _output_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return [(NEW_LAYER, NEW_LAYER), *self.layers_of((Labels,))]
 
@@ -200,8 +189,10 @@ class PropSAMWidget(Container):
             layer.events.name.connect(self._on_layers_changed)
         self._image.reset_choices()
         self._prompts.reset_choices()
+        present = list(self.viewer.layers)
+        self._made_prompts = [layer for layer in self._made_prompts if layer in present]
         if self._prompts.value is NO_PROMPTS or self._prompts.value == NO_PROMPTS:
-            default = self._default_prompt_layer()
+            default = default_prompt_layer(present, self._made_prompts)
             if default is not None:
                 self._prompts.value = default
         self._output.reset_choices()
@@ -534,7 +525,9 @@ class PropSAMWidget(Container):
                 item.prompt.label_id,
                 run.overwrite,
                 item.prompt.whole_slice,
-                owned=self._owned(run, item.prompt),
+                # Read before the object starts: another object under the same id (ids merged
+                # by hand) is never replaced.
+                owned=owned_by_prompt(run.output.data, item.prompt),
             )
             self._status.value = f"Object {item.position + 1}/{total} ({item.prompt.name})…"
         elif isinstance(item, ObjectFinished):
@@ -561,14 +554,6 @@ class PropSAMWidget(Container):
             self._status.value = item.message
         elif isinstance(item, RunFailed):
             self._fail(run, item.message)
-
-    def _owned(self, run: RunState, prompt: ObjectPrompt) -> OwnedRegion:
-        """The voxels of the prompt's id that are this object's (read before it starts): other
-        objects under the same id (e.g. ids merged by hand) are never replaced."""
-        shape = run.output.data.shape
-        plane = tuple(s for a, s in enumerate(shape) if a != prompt.axis)
-        seed = prompt_seed(plane, prompt.box, prompt.mask)  # type: ignore[arg-type]
-        return owned_component(run.output.data, prompt.label_id, prompt.axis, prompt.index, seed)
 
     def _on_errored(self, run: RunState, err: Exception) -> None:
         self._fail(run, str(err) or type(err).__name__)
