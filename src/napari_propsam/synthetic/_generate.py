@@ -27,7 +27,7 @@ LABELMAP_RECIPES: dict[str, Recipe] = {
     # few percent of contrast.
     "labelmap_subtle": Recipe(objects=(4, 12), modes=(0.05, 0.45, 0.25, 0.25)),
     # Large: twice the in-plane size (half the slices), targets 20 px to > 200 px across.
-    "labelmap_large": Recipe(objects=(4, 10), size=(20.0, 0.9), regions=(1, 5)),
+    "labelmap_large": Recipe(objects=(4, 10), size=(20.0, 0.95), regions=(1, 5), p_big=0.7),
 }
 
 LABELMAP_FAMILIES: tuple[str, ...] = tuple(LABELMAP_RECIPES)

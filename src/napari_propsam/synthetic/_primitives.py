@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._scene import Scene, Slices, log_uniform, random_rotation, random_unit
-from .shapes import Sheet, random_path
+from ._scene import Scene, Slices, _interp_separable, random_rotation, random_unit
+from .shapes import Sheet, fit_matrix, random_path
 
 
 def oblique_unit(rng: np.random.Generator, min_abs: float = 0.2, max_abs_z: float = 1.0):
@@ -28,57 +28,55 @@ def oblique_unit(rng: np.random.Generator, min_abs: float = 0.2, max_abs_z: floa
 
 @dataclass(frozen=True)
 class Superquadric:
-    """A rotated superellipsoid ``((|u|^(2/e2) + |v|^(2/e2))^(e2/e1) + |w|^(2/e1)) <= 1``.
+    """A superellipsoid ``(|u0|^(2/e2) + |u1|^(2/e2))^(e2/e1) + |u2|^(2/e1) <= 1`` mapped to
+    physical space by ``p = center + matrix @ u`` (rotation, semi-axes, any stretch).
 
     ``e1, e2`` below 1 give boxy shapes, 1 an ellipsoid, around 2 octahedra and above that
     pinched stars. The level ``F^(e1/2)`` grows about linearly with the distance from the centre.
 
     Attributes:
         center: ``(3,)`` physical ZYX centre.
-        rot: ``(3, 3)`` rotation; its columns are the shape's axes in physical ZYX.
-        axes: ``(3,)`` physical semi-axes.
-        e1: Exponent between the ``w`` axis and the ``u, v`` plane.
-        e2: Exponent within the ``u, v`` plane.
+        matrix: ``(3, 3)`` unit-cube to physical map.
+        e1: Exponent between ``u2`` and the ``u0, u1`` plane.
+        e2: Exponent within the ``u0, u1`` plane.
     """
 
     center: np.ndarray
-    rot: np.ndarray
-    axes: np.ndarray
+    matrix: np.ndarray
     e1: float
     e2: float
 
+    def half_extent(self) -> np.ndarray:
+        """Physical half-extent ``(3,)``: the shape lies inside the box ``|u_i| <= 1``."""
+        return np.abs(self.matrix).sum(axis=1)
+
     def crop(self, scene: Scene, pad: float = 0.0) -> Slices | None:
         """Voxel slices holding the shape plus a physical ``pad``."""
-        # The shape lies inside the box |u_i| <= a_i; stars stay inside it, too.
-        half = np.abs(self.rot) @ self.axes
-        return scene.box_slices(self.center, half + pad + 1.0)
+        return scene.box_slices(self.center, self.half_extent() + pad + 1.0)
 
     def level(self, scene: Scene, sl: Slices) -> np.ndarray:
         """Level field, float32 crop of ``sl``'s shape."""
         dz, dy, dx = scene.offsets(sl, self.center)
-        r = self.rot.astype(np.float32)
-        u = [
-            np.abs(r[0, j] * dz + r[1, j] * dy + r[2, j] * dx) / np.float32(self.axes[j])
-            for j in range(3)
-        ]
+        inv = np.linalg.inv(self.matrix).astype(np.float32)
+        u = [np.abs(inv[j, 0] * dz + inv[j, 1] * dy + inv[j, 2] * dx) for j in range(3)]
         p2, p1 = np.float32(2.0 / self.e2), np.float32(2.0 / self.e1)
         inplane = (u[0] ** p2 + u[1] ** p2) ** np.float32(self.e2 / self.e1)
         f = inplane + u[2] ** p1
         return (f ** np.float32(self.e1 / 2.0)).astype(np.float32, copy=False)
 
-    def support(self, direction: np.ndarray) -> float:
-        """Approximate physical extent from the centre along unit ``direction``."""
-        return float(np.linalg.norm(self.axes * (self.rot.T @ direction)))
-
 
 def random_superquadric(
-    scene: Scene, diameter: float, thin: bool = False, center: np.ndarray | None = None
+    scene: Scene,
+    diameter: float,
+    thin: bool = False,
+    center: np.ndarray | None = None,
+    max_frac: float = 0.48,
 ) -> Superquadric:
     """A superquadric about ``diameter`` across (largest axis), random exponents and rotation.
 
-    ``thin`` gives a disc or a rod: one or two axes of 1.2-3 units. Axes along Z are stretched
-    so the shape spans ``MIN_EXTENT`` slices (the scene's output spacing), as ``fit_matrix``
-    does for blobs.
+    ``thin`` gives a disc or a rod: one or two axes of 1.2-3 units. Like blobs (``fit_matrix``)
+    it is stretched along Z to span ``MIN_EXTENT`` output slices and squeezed along any axis
+    where it would exceed ``max_frac`` of the volume.
     """
     rng = scene.rng
     r = diameter / 2.0
@@ -91,20 +89,12 @@ def random_superquadric(
         axes = r * np.exp(np.clip(rng.normal(0.0, 0.35, 3), -0.8, 0.8))
         axes *= r / max(axes.max(), 1e-6)
     e1, e2 = (float(np.exp(rng.uniform(np.log(0.3), np.log(2.2)))) for _ in range(2))
-    rot = random_rotation(rng)
-    # Physical half extent of each ZYX axis; grow the axes whose projection is too short.
-    need = scene.min_half() * 1.05
-    half = np.abs(rot) @ axes
-    for ax in range(3):
-        if half[ax] < need[ax]:
-            j = int(np.argmax(np.abs(rot[ax])))
-            axes[j] *= need[ax] / max(half[ax], 1e-6)
-            half = np.abs(rot) @ axes
-    cap = scene.extent * 0.48
-    axes *= min(1.0, float(np.min(cap / np.maximum(half, 1e-6))))
+    matrix = random_rotation(rng) @ np.diag(axes)
+    matrix = fit_matrix(scene, matrix, 1.0, max_frac)
+    half = np.abs(matrix).sum(axis=1)
     if center is None:
         center = scene.random_point(0.7 * half)
-    return Superquadric(np.asarray(center, float), rot, axes, e1, e2)
+    return Superquadric(np.asarray(center, float), matrix, e1, e2)
 
 
 def random_sized_sheet(
@@ -233,6 +223,45 @@ def tube_level(
     return sl, level
 
 
-def random_radius(rng: np.random.Generator, lo: float, hi: float) -> float:
-    """Log-uniform radius in ``[lo, hi]``."""
-    return log_uniform(rng, lo, hi)
+class _CoarseView:
+    """Stands in for a scene when a level field is evaluated on a coarser grid: ``offsets``
+    returns the centres of ``factor``-voxel blocks."""
+
+    def __init__(self, scene: Scene, factor: tuple[int, int, int]) -> None:
+        self.factor = factor
+        self.spacing = tuple(s * f for s, f in zip(scene.spacing, factor, strict=True))
+        self._fine = scene.spacing
+
+    def offsets(self, sl: Slices, center: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for ax in range(3):
+            f, s = self.factor[ax], self._fine[ax]
+            n = -(-(sl[ax].stop - sl[ax].start) // f)
+            k = sl[ax].start + f * np.arange(n, dtype=np.float32) + np.float32(f / 2)
+            v = k * np.float32(s) - np.float32(center[ax])
+            shp = [1, 1, 1]
+            shp[ax] = n
+            out.append(v.reshape(shp))
+        return out
+
+
+def coarse_level(scene: Scene, shape_obj: object, sl: Slices, min_voxels: int = 150_000):
+    """``shape_obj.level(scene, sl)``, evaluated on a 2x coarser grid and linearly upsampled when
+    the crop is large (a big smooth object's level field is smooth, so the boundary moves by a
+    small fraction of a voxel while the cost drops about eightfold).
+
+    Returns:
+        float32 level crop of ``sl``'s shape.
+    """
+    size = [s.stop - s.start for s in sl]
+    if int(np.prod(size)) < min_voxels:
+        return shape_obj.level(scene, sl)  # type: ignore[attr-defined]
+    factor = tuple(2 if n >= 16 else 1 for n in size)
+    low = shape_obj.level(_CoarseView(scene, factor), sl)  # type: ignore[attr-defined]
+    # Fine voxel j sits at coarse coordinate (j + 0.5 - f / 2) / f.
+    coords = [
+        (np.arange(n, dtype=np.float32) + np.float32(0.5 - f / 2)) / np.float32(f)
+        for n, f in zip(size, factor, strict=True)
+    ]
+    coords = [np.clip(c, 0, m - 1) for c, m in zip(coords, low.shape, strict=True)]
+    return _interp_separable(low, coords)

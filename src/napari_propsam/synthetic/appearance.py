@@ -345,8 +345,14 @@ def compose(scene: LabelScene, looks: Looks, lv: Levels) -> np.ndarray:
     out_sp = (scene.out_sz, scene.spacing[1], scene.spacing[2])
     used = np.any(looks.tex != 0, axis=0)
     bank = texture_bank(rng, out_shape, out_sp, used)
+    lab_out = lab[scene.fine // 2 :: scene.fine].ravel() if scene.fine > 1 else lab.ravel()
+    counts = np.maximum(np.bincount(lab_out, minlength=looks.mean.size), 1)
     for c, f in enumerate(bank):
         if f is not None:
+            # Centre the field on every label, so a label's mean stays exactly its GMM mean
+            # (a coarse field over a small object would otherwise shift it).
+            local = np.bincount(lab_out, weights=f.ravel(), minlength=counts.size) / counts
+            f -= local.astype(np.float32)[lab_out].reshape(f.shape)
             img += _pv(looks.tex[:, c][lab], scene.fine) * f
     if np.any(looks.grain):
         g = _pv(looks.grain[lab], scene.fine)

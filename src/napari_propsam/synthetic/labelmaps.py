@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from ._primitives import (
     Superquadric,
+    coarse_level,
     random_sized_sheet,
     random_sized_tree,
     random_superquadric,
@@ -125,6 +126,7 @@ class Recipe:
         p_thin: Superquadrics become discs or rods.
         p_elastic: The map is elastically deformed.
         p_region_target: A compact region is also a target.
+        p_big: The largest object is drawn from the top quarter of the size range.
     """
 
     objects: tuple[int, int] = (6, 16)
@@ -138,6 +140,7 @@ class Recipe:
     p_thin: float = 0.2
     p_elastic: float = 0.5
     p_region_target: float = 0.3
+    p_big: float = 0.3
 
 
 # --- regions ----------------------------------------------------------------------------------
@@ -217,8 +220,11 @@ def _shape_level(
 ) -> tuple[Slices, np.ndarray, object] | None:
     """Level field of one random object of ``kind`` about ``size`` across."""
     rng = scene.rng
+    # The biggest objects may run out of the field of view, as large organs do.
+    big = size > 0.6 * float(np.min(scene.extent[1:]))
+    frac = 0.6 if big else 0.48
     if kind == "superquadric":
-        shp = random_superquadric(scene, size, thin=thin, center=center)
+        shp = random_superquadric(scene, size, thin=thin, center=center, max_frac=frac)
     elif kind == "sheet":
         shp = random_sized_sheet(scene, size, float(rng.uniform(1.5, 5.0)), center=center)
     elif kind == "tree":
@@ -234,11 +240,22 @@ def _shape_level(
     else:
         blob_kind = str(rng.choice(["smooth", "lobulated", "irregular", "spiculated"]))
         aspect = 0.8 if thin else 0.3
-        shp = random_blob(scene, (size / 2, size / 2), blob_kind, aspect=aspect, center=center)
+        shp = random_blob(
+            scene,
+            (size / 2, size / 2),
+            blob_kind,
+            aspect=aspect,
+            center=center,
+            truncation=0.35 if big else 0.25,
+            max_frac=frac,
+        )
     sl = shp.crop(scene, 3.0)
     if sl is None:
         return None
-    return sl, shp.level(scene, sl), shp
+    # Discs, rods and plates are too thin for a coarser grid; blobs, even elongated, are not.
+    fine_only = kind == "sheet" or (thin and kind == "superquadric")
+    level = shp.level(scene, sl) if fine_only else coarse_level(scene, shp, sl)
+    return sl, level, shp
 
 
 def place_object(
@@ -314,7 +331,7 @@ def add_cluster(scene: LabelScene, size: float, mode: str) -> int | None:
         sl = blob.crop(scene, 3.0)
         if sl is None:
             continue
-        level = blob.level(scene, sl)
+        level = coarse_level(scene, blob, sl)
         if np.count_nonzero(level <= 1) >= 20 and _free(scene, sl, level):
             first = (blob, sl, level)
             break
@@ -337,7 +354,7 @@ def add_cluster(scene: LabelScene, size: float, mode: str) -> int | None:
             nsl = new.crop(scene, 3.0)
             if nsl is None:
                 continue
-            nlev = new.level(scene, nsl)
+            nlev = coarse_level(scene, new, nsl)
             cur = scene.labels[nsl]
             ok = (cur <= scene.n_regions) | np.isin(cur, list(ids))
             if np.count_nonzero(nlev <= 1) < 20 or not ok[nlev <= 1.15].all():
@@ -431,7 +448,10 @@ def build_scene(scene: LabelScene, recipe: Recipe) -> None:
     small = float(np.min(scene.extent[1:]))
     d_lo, d_hi = recipe.size[0], max(recipe.size[1] * small, recipe.size[0] * 2)
     n = int(rng.integers(recipe.objects[0], recipe.objects[1] + 1))
-    sizes = sorted((log_uniform(rng, d_lo, d_hi) for _ in range(n)), reverse=True)
+    sizes = [log_uniform(rng, d_lo, d_hi) for _ in range(n)]
+    if rng.random() < recipe.p_big:
+        sizes[0] = float(rng.uniform(0.75, 1.0)) * d_hi
+    sizes.sort(reverse=True)
     kw = np.asarray(recipe.kinds, float)
     hosts: list[tuple[int, float]] = []  # (label, size) of objects that can hold others
     for size in sizes:
