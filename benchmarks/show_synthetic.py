@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/show_synthetic.py --out docs/training/synthetic_labelmap.png
+    python benchmarks/show_synthetic.py --seeds 1 --dpi 70 --colors 48 \
+        --out docs/training/synthetic_labelmap.png
     python benchmarks/show_synthetic.py --families labelmap texture --seeds 0 1 2 3
 
 Each row is one volume: three Z slices (YX planes) through targets, one Y slice (ZX plane,
@@ -23,6 +24,8 @@ from napari_propsam.synthetic import HELDOUT_FAMILIES, LABELMAP_FAMILIES, make_v
 
 logger = logging.getLogger("show_synthetic")
 
+_COLOURS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.2, 0.5, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 1.0))
+
 
 def _window(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip((img - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
@@ -31,7 +34,7 @@ def _window(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def _outline(labels: np.ndarray, targets: tuple[int, ...]) -> np.ndarray:
     """RGBA overlay: a 1-pixel outline of each target on a 2D label slice."""
     rgba = np.zeros((*labels.shape, 4), np.float32)
-    colours = np.array([[1, 0.2, 0.2], [0.2, 1, 0.2], [0.3, 0.5, 1], [1, 1, 0.2], [1, 0.3, 1]])
+    colours = np.asarray(_COLOURS)
     for i, t in enumerate(targets):
         m = labels == t
         edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", nargs=3, type=int, default=[64, 128, 128])
     p.add_argument("--dpi", type=int, default=80)
     p.add_argument("--out", default="out/synthetic_sheet.png")
+    p.add_argument("--colors", type=int, default=0, help="palette size of the PNG (0 = RGBA)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = [(f, s) for f in args.families for s in args.seeds]
@@ -100,7 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=args.dpi)
-    logger.info("wrote %s", out)
+    if args.colors:
+        # Noisy grey images compress poorly; a small palette keeps the sheet a few hundred KB.
+        from PIL import Image
+
+        # Greys plus the outline colours, so rare outline pixels keep their colour.
+        greys = np.linspace(0, 255, max(args.colors - len(_COLOURS), 2)).round().astype(int)
+        entries = [(g, g, g) for g in greys] + [tuple(int(255 * c) for c in k) for k in _COLOURS]
+        pal = Image.new("P", (1, 1))
+        pal.putpalette([v for e in entries for v in e] + [0] * (3 * (256 - len(entries))))
+        img = Image.open(out).convert("RGB").quantize(palette=pal, dither=Image.Dither.NONE)
+        img.save(out, optimize=True)
+    logger.info("wrote %s (%d KB)", out, out.stat().st_size // 1024)
     return 0
 
 

@@ -18,10 +18,13 @@ LABELMAP_RECIPES: dict[str, Recipe] = {
     "labelmap": Recipe(),
     # Thin and curved: tube trees, sheets, shells, discs and rods; mostly thick slices.
     "labelmap_thin": Recipe(
-        objects=(5, 12),
+        objects=(6, 14),
         kinds=(0.2, 0.05, 0.2, 0.25, 0.3, 0.0, 0.0),
+        modes=(0.65, 0.1, 0.1, 0.15),
+        size=(15.0, 0.9),
         p_thin=0.8,
         p_nested=0.15,
+        p_region_target=0.1,
     ),
     # Subtle: targets that differ from their surroundings only by texture, a thin boundary or a
     # few percent of contrast.

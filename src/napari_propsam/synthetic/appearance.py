@@ -66,7 +66,7 @@ class Profile:
     noise: tuple[float, float] = (0.01, 0.1)
     noise_kinds: tuple[float, float, float] = (0.5, 0.4, 0.1)
     bias: tuple[float, float] = (0.0, 0.1)
-    texture: tuple[float, float] = (0.02, 0.2)
+    texture: tuple[float, float] = (0.01, 0.12)
     p_seam: float = 0.05
     seam_sign: float = 0.0
     dark_regions: bool = False
