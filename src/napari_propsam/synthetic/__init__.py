@@ -1,9 +1,14 @@
 """Procedurally generated, labelled 3D volumes for training and demos.
 
 No real data can be downloaded, so the networks learn slice-to-slice continuity from synthetic
-scenes: eight object families (``FAMILIES``) on varied backgrounds (bundled scikit-image
-pictures swept through 3D, procedural noise, tissue compartments) with blur, Gaussian/Poisson
-noise, ring and streak artefacts, intensity drift and thick slices.
+scenes: eight classic object families (``CLASSIC_FAMILIES``, families.py) on varied backgrounds
+(bundled scikit-image pictures swept through 3D, procedural noise, tissue compartments) with
+blur, Gaussian/Poisson noise, ring and streak artefacts, intensity drift and thick slices; and
+four label-map-first families (``LABELMAP_FAMILIES``: labelmaps.py draws random shapes into a
+label map, appearance.py gives every label a GMM intensity and texture and simulates a
+micro-CT, CT, MR, fluorescence or EM acquisition). ``FAMILIES`` (the training default) holds
+both; ``HELDOUT_FAMILIES`` (``cysts``, and heldout.py's ``vessels_fluo`` and ``texture``) are
+never trained on.
 
 Labels and targets:
     ``labels`` holds every generated instance: the family's objects and labelled distractors
@@ -13,7 +18,8 @@ Labels and targets:
     parent organ of lesions, vessels inside organs (drawn into the organ's label region) and the
     tubules around glomeruli. For ``glomeruli`` only the glomerular tuft is labelled; the dark
     Bowman's space and the capsule around it are background. For ``touching`` every look-alike
-    in a cluster is its own target.
+    in a cluster is its own target. Label-map families label every voxel (tissue regions too,
+    so label 0 may be absent); any label can be a target, regions only when compact.
 
 Anisotropy:
     Objects live in physical space (y/x pixel = 1 unit); a volume with Z spacing ``s`` samples
