@@ -74,6 +74,12 @@ class LabelScene(Scene):
     parts: dict[int, Part] = field(default_factory=dict)
     boxes: dict[int, Slices] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.labels = np.zeros(self.shape, dtype=np.int32)
+        self.depth = np.full(self.shape, np.inf, dtype=np.float32)
+        # appearance.py renders the image on the output grid; no fine-grid image is needed.
+        self.image = np.zeros((1, 1, 1), dtype=np.float32)
+
     @property
     def sz(self) -> float:
         # Shape helpers size thin things by the slice spacing so they stay connected across the
