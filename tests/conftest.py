@@ -70,3 +70,31 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     """Dice of two bool arrays (kept here so engine tests do not depend on the metrics module)."""
     s = a.sum() + b.sum()
     return 1.0 if s == 0 else 2.0 * float((a & b).sum()) / float(s)
+
+
+class ObjectPredictor(ThresholdPredictor):
+    """PropMask stand-in for prompts whose guide holds background (e.g. a whole box).
+
+    The released procedure stretches every slice to its own range, so an empty slice's noise
+    spans 0..255 and a plain threshold would "find" it. Like a trained network, this keeps only
+    a thresholded component that overlaps the guiding mask and is at least a fifth of its size.
+    """
+
+    def __init__(self, level: float = 180.0) -> None:
+        super().__init__(level)
+
+    def predict(self, tasks):
+        from scipy import ndimage
+
+        self.calls.append([len(t.adjacent) for t in tasks])
+        out = []
+        for t in tasks:
+            guide = np.asarray(t.guide_mask, bool)
+            preds = []
+            for adj in t.adjacent:
+                labels, _ = ndimage.label(adj > self.level)
+                ids, counts = np.unique(labels[guide & (labels > 0)], return_counts=True)
+                keep = ids[counts >= max(4, guide.sum() // 5)]
+                preds.append(np.isin(labels, keep) if keep.size else np.zeros(adj.shape, bool))
+            out.append(np.stack(preds))
+        return out

@@ -6,7 +6,7 @@ import numpy as np
 import tifffile
 from qtpy.QtGui import QImage
 
-from conftest import ThresholdPredictor, make_tiny_bundle
+from conftest import ObjectPredictor, make_tiny_bundle
 from napari_propsam._sample_data import load_sample
 from napari_propsam._widgets._launch import boxes_from_truth, launch_viewer, prompt_slice
 
@@ -30,7 +30,7 @@ def test_headless_launch_writes_labels_and_screenshot(tmp_path):
         headless=True,
         out_dir=tmp_path,
         model=make_tiny_bundle(fg_bias=5),
-        predictor=ThresholdPredictor(100.0),
+        predictor=ObjectPredictor(),
     )
     assert result.error is None
     labels = tifffile.imread(result.labels_path)

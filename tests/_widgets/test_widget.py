@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import napari_propsam._widgets.widget as widget_module
-from conftest import ThresholdPredictor, dice, ellipsoid_volume, make_tiny_bundle
+from conftest import ObjectPredictor, dice, ellipsoid_volume, make_tiny_bundle
 from napari_propsam._widgets import PropSAMWidget, _notify, _settings
 from napari_propsam.registry import ModelInfo
 
@@ -34,8 +34,8 @@ def test_run_from_a_box_or_a_sketch_on_any_axis(env, qtbot, kind, axis):
         if axis == 0:  # with a physical scale and offset: world -> data conversion
             env.image.scale, env.image.translate = (2.0, 1.0, 1.0), (5.0, 0.0, 0.0)
         add_box(env, axis, index, scale=axis == 0)
-        # The box normalises over background too: threshold mid-way between 0 and 100.
-        env.widget._predictor_override = ThresholdPredictor(100.0)
+        # The whole box guides (background included): a stand-in that keeps only the object.
+        env.widget._predictor_override = ObjectPredictor()
         expected_id = 1
     else:
         add_sketch(env, axis, index, {5: env.truth.take(index, axis=axis)})
@@ -303,7 +303,13 @@ def test_the_plugin_menu_opens_the_widget_and_the_sample(make_napari_viewer):
 
 def test_configure_maps_onto_the_engine_options(env):
     env.widget.configure(device="cpu", thickness=7, min_area=12, crop_ratio=2.0, overwrite=True)
-    assert env.widget.options() == {"thickness": 7.0, "min_area": 12.0, "crop_ratio": 2.0}
+    assert env.widget.options() == {
+        "thickness": 7.0,
+        "min_area": 12.0,
+        "crop_ratio": 2.0,
+        "intensity": "percentile",
+        "stop_rule": "symmetric",
+    }
     assert env.widget.settings.device.value == "cpu" and env.widget.settings.overwrite.value is True
     with pytest.raises(ValueError):
         env.widget.configure(device="tpu")
@@ -350,5 +356,5 @@ def test_a_sketch_smaller_than_min_area_is_reported_as_a_warning(env, qtbot):
 
     assert result.ok, env.msgs["error"]
     assert len(env.msgs["warning"]) == 1  # one warning per run, not one per object
-    assert "fewer than min_area=100" in env.msgs["warning"][0]
+    assert "not more than min_area=100" in env.msgs["warning"][0]
     assert "Advanced > Min area" in env.msgs["warning"][0]
