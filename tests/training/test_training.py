@@ -149,3 +149,16 @@ def test_registry_finds_the_box2mask_of_a_training_run(tmp_path):
     bundle = resolve_model(tmp_path / "propmask" / "propmask.safetensors")
     assert bundle.box2mask is not None
     assert str(bundle.box2mask.source) == str(tmp_path / "box2mask" / "box2mask.safetensors")
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 truncated"])
+def test_finetune_refuses_a_damaged_resume_state_naming_it(tmp_path, damage):
+    from napari_propsam.weights import CheckpointError
+
+    (tmp_path / "propmask").mkdir()
+    bad = tmp_path / "propmask" / "last.pt"
+    bad.write_bytes(damage)
+    vols = [labelled_from_arrays(_volume(5).image, _volume(5).labels)]
+    with pytest.raises(CheckpointError, match="last.pt") as info:
+        finetune(vols, tmp_path, steps=1, networks=("propmask",))
+    assert "weights_only=False" not in str(info.value)

@@ -23,7 +23,13 @@ import torch.nn.functional as F
 
 from ..models import PRESETS, ArchConfig
 from ..transforms import merge_deep_supervision
-from ..weights import build_network, load_network, save_checkpoint
+from ..weights import (
+    CheckpointError,
+    build_network,
+    check_resume_state,
+    load_network,
+    save_checkpoint,
+)
 from .tasks import LabelledVolume, TaskConfig, sample_box2mask, sample_propmask_task
 
 logger = logging.getLogger(__name__)
@@ -236,8 +242,17 @@ def train(
     pool_ids: list[int] = []
     state_path = out / "last.pt"
     if resume and state_path.is_file():
+        # A damaged or foreign file is refused with its name, from any caller (CLI, widget,
+        # or training.finetune() in a script), before any optimiser state is touched.
+        check_resume_state(state_path)
         st = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(st["model"])
+        try:
+            model.load_state_dict(st["model"])
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"cannot resume training: {state_path} was written for another network "
+                f"({str(err).splitlines()[0]}); delete it (or choose another folder)"
+            ) from err
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         rng.bit_generator.state = st["rng"]
