@@ -169,6 +169,20 @@ def box_to_mask(
     return out
 
 
+def _predictors(
+    model: ModelSpec, device: Any, predictor: MaskPropagator | None, boxes: bool
+) -> tuple[MaskPropagator, Box2MaskPredictor | None]:
+    """The PropMask predictor (``predictor`` if given) and, for box prompts, Box2Mask's."""
+    if predictor is not None and not boxes:
+        return predictor, None
+    bundle = resolve_model(model)
+    if predictor is None:
+        predictor = PropMaskPredictor(bundle.propmask.model, device)
+    if boxes and bundle.box2mask is None:
+        raise ValueError(f"model {bundle.name!r} has no Box2Mask network; give a mask prompt")
+    return predictor, (Box2MaskPredictor(bundle.box2mask.model, device) if boxes else None)
+
+
 def propagate(
     image: Any,
     *,
@@ -237,13 +251,7 @@ def propagate(
     prop_cfg, box_cfg = split_options(options, config, box_config)
     _check_all_finite(image)
     bounds = None if masks is None else prompt_bounds(reader, indices, masks, prop_cfg)
-    if predictor is None or boxes is not None:
-        bundle = resolve_model(model)
-        if predictor is None:
-            predictor = PropMaskPredictor(bundle.propmask.model, device)
-        if boxes is not None and bundle.box2mask is None:
-            raise ValueError(f"model {bundle.name!r} has no Box2Mask network; give a mask prompt")
-        b2m = Box2MaskPredictor(bundle.box2mask.model, device) if boxes is not None else None
+    predictor, b2m = _predictors(model, device, predictor, boxes is not None)
     along = None if sp is None else sp[reader.axis]
 
     def run() -> Iterator[SliceUpdate]:

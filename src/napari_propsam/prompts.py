@@ -116,6 +116,23 @@ def _check_apart(indices: list[int], regions: list[Box]) -> None:
             )
 
 
+def _volume_prompts(
+    mask: Any, volume_shape: tuple[int, int, int], axis: int
+) -> tuple[list[int], list[np.ndarray]]:
+    """The non-empty slices along ``axis`` of a ``(Z, Y, X)`` mask, as indices and planes."""
+    vol = np.asarray(mask)
+    if vol.shape != tuple(volume_shape):
+        raise ValueError(
+            f"without slice_index, mask must be a {tuple(volume_shape)} volume whose "
+            f"non-empty slices are the prompts; got shape {vol.shape}"
+        )
+    moved = np.moveaxis(vol != 0, axis, 0)
+    idx = [int(i) for i in np.flatnonzero(moved.reshape(len(moved), -1).any(axis=1))]
+    if not idx:
+        raise ValueError("mask is empty: paint the object on at least one slice")
+    return idx, [moved[i] for i in idx]
+
+
 def collect_prompts(
     slice_index: Any,
     box: Any,
@@ -161,17 +178,7 @@ def collect_prompts(
             "(or lists of them with slice_index=[...], or a 3D mask)"
         )
     if mask is not None and slice_index is None:
-        vol = np.asarray(mask)
-        if vol.shape != tuple(volume_shape):
-            raise ValueError(
-                f"without slice_index, mask must be a {tuple(volume_shape)} volume whose "
-                f"non-empty slices are the prompts; got shape {vol.shape}"
-            )
-        moved = np.moveaxis(vol != 0, axis, 0)
-        idx = [int(i) for i in np.flatnonzero(moved.reshape(len(moved), -1).any(axis=1))]
-        if not idx:
-            raise ValueError("mask is empty: paint the object on at least one slice")
-        slice_index, mask = idx, [moved[i] for i in idx]
+        slice_index, mask = _volume_prompts(mask, volume_shape, axis)
     if slice_index is None:
         raise ValueError("slice_index is required with a box prompt (an integer or a list)")
     many = _is_many(slice_index)
