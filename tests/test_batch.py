@@ -129,23 +129,43 @@ def test_segment_roi_rejects_spacing_of_the_wrong_length(data) -> None:
 
 def sketches_volume() -> np.ndarray:
     labels = np.zeros(SHAPE, np.uint16)
-    labels[5, 10:13, 10:13] = 3  # small sketch of id 3 ...
-    labels[12, 8:17, 8:17] = 3  # ... and its largest one: the prompt
-    labels[14, 8:17, 8:17] = 3  # as large as slice 12 (tie: the lower slice wins)
+    labels[5, 10:13, 10:13] = 3  # id 3 is painted on three slices: three prompts
+    labels[12, 8:17, 8:17] = 3
+    labels[14, 8:17, 8:17] = 3
     labels[9, 27:33, 27:33] = 7
     return labels
 
 
-def test_sparse_labels_pick_the_largest_slice_per_id() -> None:
+def test_sparse_labels_prompt_every_painted_slice_of_an_id() -> None:
     prompts = prompts_from_sketches(sketches_volume(), 0, SHAPE, block=4)
-    assert [(p.label_id, p.index, p.offset, p.mask.shape) for p in prompts] == [
-        (3, 12, (8, 8), (9, 9)),
-        (7, 9, (27, 27), (6, 6)),
+    assert [(p.label_id, p.indices) for p in prompts] == [(3, [5, 12, 14]), (7, [9])]
+    three = prompts[0]
+    assert [(e.index, e.offset, e.mask.shape) for e in three.entries] == [
+        (5, (10, 10), (3, 3)),
+        (12, (8, 8), (9, 9)),
+        (14, (8, 8), (9, 9)),
     ]
+    assert (three.index, three.offset) == (5, (10, 10))  # the main prompt is the lowest slice
+    assert prompts[1].extra == () and prompts[1].mask.shape == (6, 6)
     along_x = prompts_from_sketches(sketches_volume(), 2, SHAPE)
-    # Along x, id 3 covers 2 pixels (z 12 and 14) per row on x = 8..16, 3 on x = 10..12 (z 5).
-    assert [(p.label_id, p.index) for p in along_x] == [(3, 10), (7, 27)]
-    assert along_x[0].plane_mask((24, 48))[[5, 12, 14], 10].all()
+    # Along x, id 3 is painted on x = 8..16 (each slice holds its z 5, 12, 14 pixels).
+    assert [(p.label_id, p.indices) for p in along_x] == [
+        (3, list(range(8, 17))),
+        (7, list(range(27, 33))),
+    ]
+    assert along_x[0].plane_mask((24, 48))[[12, 14], 10].all()  # x = 8: z 12 and 14 only
+    assert along_x[0].entries[2].plane_mask((24, 48))[[5, 12, 14], 10].all()  # x = 10
+
+
+def test_sparse_labels_refuse_an_id_painted_apart() -> None:
+    labels = sketches_volume()
+    labels[20, 40:44, 40:44] = 7  # far from id 7's sketch on slice 9
+    with pytest.raises(
+        ValueError,
+        match=r"label 7 \(id 7\): the prompts on slices 9 and 20 do "
+        "not overlap in projection",
+    ):
+        prompts_from_sketches(labels, 0, SHAPE)
 
 
 def test_sparse_labels_must_match_the_image() -> None:
@@ -213,9 +233,10 @@ def test_csv_label_errors(tmp_path: Path) -> None:
         )
     with pytest.raises(ValueError, match=r"line 2: label 7 needs a sparse labels file"):
         read_prompts_csv(write_csv(tmp_path / "c.csv", head + "1,9,7\n"), SHAPE)
+    # A row without an id defaults to its row number; that never joins another row's object.
     with pytest.raises(ValueError, match=r"line 3: id 1 is already used on line 2"):
         read_prompts_csv(
-            write_csv(tmp_path / "d.csv", head + "1,9,7\n1,12,3\n"),
+            write_csv(tmp_path / "d.csv", head + ",9,7\n1,12,3\n"),
             SHAPE,
             sketches=sketches_volume(),
         )

@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..api import ObjectROI, _check_spacing, segment_roi
+from ..api import ObjectROI, _check_spacing, _roi_from_updates, propagate
 from ..config import BoxConfig, PropagationConfig, split_options
 from ..device import tune_malloc
 from ..labeling import ObjectPrompt
+from ..quality import ObjectQuality
 from ..registry import ModelBundle, ModelSpec, resolve_model
 from ..volume import check_volume
 from ..weights import CheckpointError
@@ -48,6 +49,8 @@ class ObjectResult:
         error: Why it failed (a prompt the engine rejects, e.g. Box2Mask finds nothing), or None.
         seconds: Time spent on it by its worker.
         digest: Digest of its prompt (what a resumed run compares).
+        quality: Its :class:`~napari_propsam.quality.ObjectQuality` (score in [0, 1], slices to
+            review along the prompt axis, worst first), or None if it failed.
     """
 
     label_id: int
@@ -55,6 +58,7 @@ class ObjectResult:
     error: str | None = None
     seconds: float = 0.0
     digest: str = field(default="", repr=False)
+    quality: ObjectQuality | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -154,25 +158,40 @@ def run_task(task: _Task) -> ObjectResult:
     _limit_threads_in_worker()
     image = _open_image(task.image)
     p = task.prompt
+    plane = plane_shape_of(image.shape, p.axis)
+    if p.extra:  # several prompt slices: lists, as propagate takes them
+        where: dict[str, Any] = {"slice_index": p.indices}
+        if p.box is not None:
+            where["box"] = [e.box for e in p.entries]
+        else:
+            where["mask"] = [e.plane_mask(plane) for e in p.entries]
+    else:
+        where = {"slice_index": p.index, "box": p.box, "mask": p.plane_mask(plane)}
     start = time.perf_counter()
     try:
-        roi = segment_roi(
-            image,
-            slice_index=p.index,
-            axis=p.axis,
-            box=p.box,
-            mask=p.plane_mask(plane_shape_of(image.shape, p.axis)),
-            spacing=task.spacing,
-            model=task.model,
-            device=task.device,
-            config=task.config,
-            box_config=task.box_config,
-        )
+        # propagate rather than segment_roi: the last final update carries the quality report.
+        finals = [
+            u
+            for u in propagate(
+                image,
+                axis=p.axis,
+                spacing=task.spacing,
+                model=task.model,
+                device=task.device,
+                config=task.config,
+                box_config=task.box_config,
+                **where,
+            )
+            if u.final
+        ]
+        roi = _roi_from_updates(finals, image.shape)
     except CheckpointError:
         raise
     except ValueError as err:  # this prompt's problem (e.g. Box2Mask finds no object)
         return ObjectResult(p.label_id, None, str(err), time.perf_counter() - start, task.digest)
-    return ObjectResult(p.label_id, roi, None, time.perf_counter() - start, task.digest)
+    quality = next((u.quality for u in reversed(finals) if u.quality is not None), None)
+    seconds = time.perf_counter() - start
+    return ObjectResult(p.label_id, roi, None, seconds, task.digest, quality)
 
 
 # --- Client side ------------------------------------------------------------------------------

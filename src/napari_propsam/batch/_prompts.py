@@ -1,7 +1,10 @@
-"""Batch prompts: one object per prompt, read from a CSV file or a sparse labels volume.
+"""Batch prompts: one object per id, with one or several prompt slices, read from a CSV file
+or a sparse labels volume.
 
 Arrays are ZYX. A prompt lives on slice ``index`` of ``axis``; its plane is the 2D array left after
-removing that axis, and boxes are ``(row0, col0, row1, col1)`` in that plane (half-open).
+removing that axis, and boxes are ``(row0, col0, row1, col1)`` in that plane (half-open). CSV
+rows that share an ``id`` are one object with several prompts (one per slice, same axis); a
+sparse labels volume makes every painted slice of an id a prompt of that object.
 
 Sketch masks are kept cropped to their bounding box (:class:`BatchPrompt`), so thousands of
 prompts on a large plane cost memory in proportion to the sketches, not to the planes.
@@ -20,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..labeling import ObjectPrompt
-from ..prompts import normalize_box
+from ..prompts import _check_apart, normalize_box
 
 logger = logging.getLogger(__name__)
 
@@ -30,18 +33,48 @@ _BOX_COLUMNS = ("row0", "col0", "row1", "col1")
 
 
 @dataclass(frozen=True)
+class SlicePrompt:
+    """One prompt slice of a batch object: a box or a (cropped) sketch.
+
+    Attributes:
+        index: Prompt slice along the object's axis.
+        box: ``(row0, col0, row1, col1)`` in the slice plane, or None.
+        mask: ``(h, w)`` bool sketch cropped to its bounding box, or None (exactly one of
+            ``box`` and ``mask``).
+        offset: ``(row0, col0)`` of ``mask`` in the slice plane.
+    """
+
+    index: int
+    box: tuple[float, float, float, float] | None = None
+    mask: np.ndarray | None = field(default=None, repr=False)
+    offset: tuple[int, int] = (0, 0)
+
+    def plane_mask(self, plane_shape: Sequence[int]) -> np.ndarray | None:
+        """The sketch as a full ``(H, W)`` bool plane (None for a box prompt)."""
+        if self.mask is None:
+            return None
+        out = np.zeros(tuple(int(s) for s in plane_shape), bool)
+        r0, c0 = self.offset
+        out[r0 : r0 + self.mask.shape[0], c0 : c0 + self.mask.shape[1]] = self.mask
+        return out
+
+
+@dataclass(frozen=True)
 class BatchPrompt:
-    """One object of a batch run: a box or a (cropped) sketch on one slice.
+    """One object of a batch run: a box or a (cropped) sketch on one slice, plus optionally
+    more prompt slices of the same object (``extra``, same axis, same kind).
 
     Attributes:
         label_id: Id of the object in the merged labels (> 0, unique in a run).
         axis: Propagation axis of the ``(Z, Y, X)`` volume (0, 1 or 2).
-        index: Prompt slice along ``axis``.
+        index: Prompt slice along ``axis`` (the lowest one when there are several).
         box: ``(row0, col0, row1, col1)`` in the slice plane, or None.
         mask: ``(h, w)`` bool sketch cropped to its bounding box, or None (exactly one of
             ``box`` and ``mask``).
         offset: ``(row0, col0)`` of ``mask`` in the slice plane.
         name: Short description for messages, e.g. ``"line 4"`` or ``"label 5"``.
+        extra: The object's other prompt slices (boxes if ``box`` is set, else sketches);
+            empty for the usual one prompt per object.
     """
 
     label_id: int
@@ -51,6 +84,30 @@ class BatchPrompt:
     mask: np.ndarray | None = field(default=None, repr=False)
     offset: tuple[int, int] = (0, 0)
     name: str = ""
+    extra: tuple[SlicePrompt, ...] = ()
+
+    @classmethod
+    def combine(
+        cls, label_id: int, axis: int, entries: Sequence[SlicePrompt], name: str = ""
+    ) -> BatchPrompt:
+        """One object from its prompt slices: the lowest slice is the main prompt, the others
+        go to ``extra`` in ascending slice order (so the result does not depend on the order
+        they were read in)."""
+        first, *rest = sorted(entries, key=lambda e: int(e.index))
+        return cls(
+            int(label_id), int(axis), int(first.index), first.box, first.mask, first.offset,
+            name, tuple(rest),
+        )  # fmt: skip
+
+    @property
+    def entries(self) -> tuple[SlicePrompt, ...]:
+        """Every prompt slice of the object, the main one first."""
+        return (SlicePrompt(self.index, self.box, self.mask, self.offset), *self.extra)
+
+    @property
+    def indices(self) -> list[int]:
+        """The prompt slices along ``axis``."""
+        return [int(e.index) for e in self.entries]
 
     @classmethod
     def from_object_prompt(cls, prompt: ObjectPrompt) -> BatchPrompt:
@@ -107,7 +164,9 @@ def validate_prompts(prompts: Iterable[BatchPrompt], shape: Sequence[int]) -> li
 
     Raises:
         ValueError: a repeated or non-positive id, a bad axis, a slice outside the image, a box
-            outside its plane, or an empty or misplaced sketch; the message names the prompt.
+            outside its plane, an empty or misplaced sketch; for an object with several prompt
+            slices also a repeated slice, boxes mixed with sketches, or prompts that do not
+            overlap in projection. The message names the prompt.
     """
     out: dict[int, BatchPrompt] = {}
     for p in prompts:
@@ -118,28 +177,56 @@ def validate_prompts(prompts: Iterable[BatchPrompt], shape: Sequence[int]) -> li
             raise ValueError(f"{where}: object id {p.label_id} is used twice")
         if p.axis not in (0, 1, 2):
             raise ValueError(f"{where}: axis must be 0, 1 or 2, got {p.axis}")
-        n = int(shape[p.axis])
-        if not 0 <= int(p.index) < n:
-            raise ValueError(
-                f"{where}: slice {p.index} is outside the image (axis {p.axis} has {n} slices)"
-            )
         plane = plane_shape_of(shape, p.axis)
-        if (p.box is None) == (p.mask is None):
-            raise ValueError(f"{where}: give exactly one of a box and a mask")
-        if p.box is not None:
-            try:
-                normalize_box(p.box, plane)
-            except ValueError as err:
-                raise ValueError(f"{where}: {err}") from None
-        else:
-            r0, c0 = p.offset
-            h, w = p.mask.shape
-            if not p.mask.any():
-                raise ValueError(f"{where}: the sketch is empty")
-            if r0 < 0 or c0 < 0 or r0 + h > plane[0] or c0 + w > plane[1]:
-                raise ValueError(f"{where}: the sketch does not fit the slice plane {plane}")
+        regions = [_check_entry(e, p, shape, plane) for e in p.entries]
+        if len(regions) > 1:
+            _check_several(p, regions)
         out[int(p.label_id)] = p
     return [out[k] for k in sorted(out)]
+
+
+def _check_entry(
+    e: SlicePrompt, p: BatchPrompt, shape: Sequence[int], plane: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """Check one prompt slice of ``p``; returns its region ``(row0, col0, row1, col1)``."""
+    where = p.label
+    n = int(shape[p.axis])
+    if not 0 <= int(e.index) < n:
+        raise ValueError(
+            f"{where}: slice {e.index} is outside the image (axis {p.axis} has {n} slices)"
+        )
+    if (e.box is None) == (e.mask is None):
+        raise ValueError(f"{where}: give exactly one of a box and a mask")
+    if e.box is not None:
+        try:
+            return normalize_box(e.box, plane)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+    r0, c0 = (int(v) for v in e.offset)
+    h, w = e.mask.shape
+    if not e.mask.any():
+        raise ValueError(f"{where}: the sketch on slice {e.index} is empty")
+    if r0 < 0 or c0 < 0 or r0 + h > plane[0] or c0 + w > plane[1]:
+        raise ValueError(f"{where}: the sketch does not fit the slice plane {plane}")
+    rows, cols = np.flatnonzero(e.mask.any(axis=1)), np.flatnonzero(e.mask.any(axis=0))
+    return r0 + int(rows[0]), c0 + int(cols[0]), r0 + int(rows[-1]) + 1, c0 + int(cols[-1]) + 1
+
+
+def _check_several(p: BatchPrompt, regions: list[tuple[int, int, int, int]]) -> None:
+    """The checks the engine would make on an object's several prompts, made before any work
+    so that a mistyped id or slice is reported with its prompt rather than as a failed object."""
+    indices = p.indices
+    if len(set(indices)) != len(indices):
+        dup = sorted({i for i in indices if indices.count(i) > 1})
+        raise ValueError(f"{p.label}: slice(s) {dup} have more than one prompt")
+    if len({e.box is None for e in p.entries}) > 1:
+        raise ValueError(
+            f"{p.label}: the prompts of one object must be all boxes or all sketches (labels)"
+        )
+    try:
+        _check_apart(indices, regions)
+    except ValueError as err:
+        raise ValueError(f"{p.label} (id {p.label_id}): {err}") from None
 
 
 # --- Sparse labels ("sketches") -------------------------------------------------------------
@@ -169,12 +256,14 @@ def prompts_from_sketches(
     source: str = "labels",
     block: int = 16,
 ) -> list[BatchPrompt]:
-    """One mask prompt per painted id of a sparse ``(Z, Y, X)`` labels volume.
+    """One object per painted id of a sparse ``(Z, Y, X)`` labels volume, prompted on every
+    slice where that id is painted.
 
-    Each id becomes the object with that id. When an id is painted on several slices along
-    ``axis``, its prompt is the slice where it covers the most pixels (ties: the lowest slice);
-    the others are ignored. The volume is read in slabs of ``block`` slices, so it may be a lazy
-    zarr or memory-mapped tif larger than RAM.
+    Each id becomes the object with that id. An id painted on several slices along ``axis`` gets
+    one mask prompt per slice (:attr:`BatchPrompt.extra`), all guiding its propagation; they
+    must overlap in projection (else the id probably marks two objects and is refused). The
+    volume is read in slabs of ``block`` slices, so it may be a lazy zarr or memory-mapped tif
+    larger than RAM.
 
     Args:
         labels: ``(Z, Y, X)`` integer array-like, 0 = unpainted.
@@ -187,13 +276,14 @@ def prompts_from_sketches(
         :class:`BatchPrompt` list in ascending id.
 
     Raises:
-        ValueError: not a 3D integer volume, wrong shape, a bad axis, or nothing painted.
+        ValueError: not a 3D integer volume, wrong shape, a bad axis, nothing painted, or an id
+            whose painted slices do not overlap in projection.
     """
     _check_labels_array(labels, shape, source)
     if axis not in (0, 1, 2):
         raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
     n = int(labels.shape[axis])
-    best: dict[int, tuple[int, int]] = {}  # id -> (area, slice)
+    by_slice: dict[int, list[int]] = {}  # slice -> ids painted on it
     for start in range(0, n, block):
         slab = _slab(labels, axis, start, min(n, start + block))
         painted = slab > 0
@@ -203,26 +293,25 @@ def prompts_from_sketches(
         if ids.min() < 0:
             raise ValueError(f"{source}: labels must not be negative")
         slices = np.nonzero(painted)[0].astype(np.int64) + start
-        # One key per (id, slice) pair, so one np.unique counts every area of the slab.
-        keys, counts = np.unique(ids * n + slices, return_counts=True)
-        for key, area in zip(keys.tolist(), counts.tolist(), strict=True):
+        # One key per (id, slice) pair, so one np.unique finds every pair of the slab.
+        for key in np.unique(ids * n + slices).tolist():
             lid, s = divmod(key, n)
-            old = best.get(lid)
-            if old is None or area > old[0]:  # slices ascend, so ties keep the lowest slice
-                best[lid] = (area, s)
-    if not best:
+            by_slice.setdefault(s, []).append(lid)
+    if not by_slice:
         raise ValueError(f"{source}: no object is painted")
-    by_slice: dict[int, list[int]] = {}
-    for lid, (_, s) in best.items():
-        by_slice.setdefault(s, []).append(lid)
-    out = []
+    entries: dict[int, list[SlicePrompt]] = {}
     for s in sorted(by_slice):
         plane = _slab(labels, axis, s, s + 1)[0]
         for lid in by_slice[s]:
             crop, offset = crop_to_content(plane == lid)
-            out.append(BatchPrompt(lid, axis, s, None, crop, offset, f"label {lid}"))
-    logger.info("%s: %d painted objects along axis %d", source, len(out), axis)
-    return sorted(out, key=lambda p: p.label_id)
+            entries.setdefault(lid, []).append(SlicePrompt(s, None, crop, offset))
+    out = [BatchPrompt.combine(lid, axis, e, f"label {lid}") for lid, e in entries.items()]
+    several = sum(1 for p in out if p.extra)
+    logger.info(
+        "%s: %d painted objects along axis %d (%d on several slices)",
+        source, len(out), axis, several,
+    )  # fmt: skip
+    return validate_prompts(out, labels.shape)
 
 
 # --- CSV -------------------------------------------------------------------------------------
@@ -263,13 +352,15 @@ def read_prompts_csv(
     sketches_name: str = "the sketches file",
     default_axis: int = 0,
 ) -> list[BatchPrompt]:
-    """Read a prompts CSV (one object per row) and check it against a ``(Z, Y, X)`` image.
+    """Read a prompts CSV (one prompt per row) and check it against a ``(Z, Y, X)`` image.
 
     The first non-comment line is a header naming the columns (any order, from
     :data:`CSV_COLUMNS`); lines starting with ``#`` and blank lines are skipped. Per row:
     ``slice`` (required); ``axis`` (default ``default_axis``); either a box ``row0, col0, row1,
     col1`` in the slice plane or a ``label`` id painted on that slice of ``sketches``; ``id``
-    (default: the row's number among object rows, from 1); ``name`` (optional).
+    (default: the row's number among object rows, from 1); ``name`` (optional). Rows giving the
+    same ``id`` are one object with several prompts: same axis, different slices, all boxes or
+    all labels, overlapping in projection; its name is the first one given.
 
     Args:
         path: The CSV file.
@@ -283,14 +374,14 @@ def read_prompts_csv(
 
     Raises:
         ValueError: a malformed row (the message gives the file and line number), an unknown
-            column, a slice or box outside the image, or a label absent from that slice.
+            column, a slice or box outside the image, a label absent from that slice, or rows of
+            one id on different axes, on one slice, mixing boxes and labels, or apart.
         OSError: the file cannot be read.
     """
     path = Path(path)
     if sketches is not None:
         _check_labels_array(sketches, shape, sketches_name)
-    prompts: list[BatchPrompt] = []
-    seen: dict[int, int] = {}
+    rows_read: list[tuple[int, bool, BatchPrompt]] = []  # (line, id given, prompt)
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -321,18 +412,60 @@ def read_prompts_csv(
             if len(cells) != len(header):
                 raise ValueError(f"{where}: {len(cells)} fields, but the header has {len(header)}")
             row = dict(zip(header, cells, strict=True))
-            prompts.append(
-                _row_prompt(
-                    row, where, len(prompts) + 1, shape, sketches, sketches_name, default_axis
-                )
+            prompt = _row_prompt(
+                row, where, len(rows_read) + 1, shape, sketches, sketches_name, default_axis
             )
-            pid = prompts[-1].label_id
-            if pid in seen:
-                raise ValueError(f"{where}: id {pid} is already used on line {seen[pid]}")
-            seen[pid] = lineno
-    if not prompts:
+            rows_read.append((lineno, bool((row.get("id") or "").strip()), prompt))
+    if not rows_read:
         raise ValueError(f"{path.name}: no prompts (expected a header line and one row per object)")
-    return validate_prompts(prompts, shape)
+    return validate_prompts(_group_rows(rows_read, path.name), shape)
+
+
+def _group_rows(rows: list[tuple[int, bool, BatchPrompt]], file: str) -> list[BatchPrompt]:
+    """Rows that give the same ``id`` become one object with one prompt per row.
+
+    Only ids written in the file group rows: a row without an id whose default (its row number)
+    equals another row's id is refused, as it is most likely a mistake.
+
+    Raises:
+        ValueError: (naming the file and line) a defaulted id that collides, rows of one id on
+            different axes, on the same slice, or mixing a box with a label.
+    """
+    groups: dict[int, list[tuple[int, bool, BatchPrompt]]] = {}
+    for lineno, explicit, p in rows:
+        where = f"{file} line {lineno}"
+        group = groups.setdefault(p.label_id, [])
+        if group:
+            line0, explicit0, p0 = group[0]
+            if not (explicit and explicit0):
+                raise ValueError(f"{where}: id {p.label_id} is already used on line {line0}")
+            if p.axis != p0.axis:
+                raise ValueError(
+                    f"{where}: id {p.label_id} is on axis {p.axis} here but on axis {p0.axis} on "
+                    f"line {line0}; the prompts of one object must share an axis"
+                )
+            if (p.box is None) != (p0.box is None):
+                raise ValueError(
+                    f"{where}: id {p.label_id} mixes a box with a label (line {line0}); the "
+                    "prompts of one object must be all boxes or all labels"
+                )
+            same = [ln for ln, _, q in group if q.index == p.index]
+            if same:
+                raise ValueError(
+                    f"{where}: id {p.label_id} already has a prompt on slice {p.index} (line "
+                    f"{same[0]}); give one prompt per slice"
+                )
+        group.append((lineno, explicit, p))
+    out = []
+    for pid, group in groups.items():
+        if len(group) == 1:
+            out.append(group[0][2])
+            continue
+        named = [q.name for ln, _, q in group if q.name != f"{file} line {ln}"]
+        name = named[0] if named else f"{file} lines {', '.join(str(g[0]) for g in group)}"
+        entries = [SlicePrompt(q.index, q.box, q.mask, q.offset) for _, _, q in group]
+        out.append(BatchPrompt.combine(pid, group[0][2].axis, entries, name))
+    return out
 
 
 def _row_prompt(
@@ -423,6 +556,7 @@ def read_prompts(
 __all__ = [
     "CSV_COLUMNS",
     "BatchPrompt",
+    "SlicePrompt",
     "crop_to_content",
     "plane_shape_of",
     "prompts_from_sketches",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -23,10 +24,19 @@ from ._engine import (
     run_plan,
 )
 from ._prompts import BatchPrompt
+from ._report import (
+    REVIEW_BELOW,
+    ObjectReport,
+    read_report,
+    report_path,
+    to_review,
+    write_report,
+)
 from ._store import (
     finished_ids,
     merge_parts,
     output_kind,
+    part_review,
     parts_dir,
     prepare_parts,
     remove_parts,
@@ -116,6 +126,34 @@ def _format_seconds(seconds: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
 
 
+def _report_rows(
+    plan: BatchPlan,
+    parts: Path,
+    computed: dict[int, ObjectResult],
+    painted: dict[int, int],
+) -> list[ObjectReport]:
+    """One report row per object: this run's results, and the stored parts of resumed ones."""
+    rows = []
+    for p in plan.prompts:
+        voxels = painted.get(p.label_id, 0)
+        r = computed.get(p.label_id)
+        if r is not None and r.roi is None:
+            row = ObjectReport(p.label_id, p.label, "failed", p.axis, 0, math.nan, (), r.seconds,
+                               r.error or "failed")  # fmt: skip
+        elif r is not None:
+            q = r.quality
+            score = math.nan if q is None else float(q.score)
+            review = () if q is None else tuple(q.review_indices)
+            row = ObjectReport(p.label_id, p.label, "computed", p.axis, voxels, score, review,
+                               r.seconds)  # fmt: skip
+        else:
+            score, review, seconds = part_review(parts, p.label_id)
+            row = ObjectReport(p.label_id, p.label, "resumed", p.axis, voxels, score, review,
+                               seconds)  # fmt: skip
+        rows.append(row)
+    return rows
+
+
 def run_batch(
     image_path: str | Path,
     prompts: Sequence[ObjectPrompt | BatchPrompt],
@@ -133,6 +171,7 @@ def run_batch(
     config: PropagationConfig | None = None,
     box_config: BoxConfig | None = None,
     on_result: Callable[[ObjectResult], None] | None = None,
+    report: bool | str | Path = True,
     **options: Any,
 ) -> Path:
     """Segment many objects of one volume into one labels volume (tif or zarr).
@@ -165,6 +204,9 @@ def run_batch(
         box_config: Base :class:`~napari_propsam.config.BoxConfig`.
         on_result: Called with every :class:`ObjectResult` computed in this run (not the ones
             resumed), after its part is stored.
+        report: Write the per-object report (id, name, status, axis, voxels, quality score,
+            slices to review worst first, seconds, error; resumed objects included) to
+            ``OUT.objects.csv`` (True), to this path, or not at all (False).
         **options: Fields of either config, e.g. ``thickness=10``.
 
     Returns:
@@ -207,12 +249,16 @@ def run_batch(
         logger.info("resuming: %d of %d objects already done", len(done), total)
     progress = _Progress(total, total - len(done))
     failed: dict[int, str] = {}
+    computed: dict[int, ObjectResult] = {}
     for result in run_plan(plan.tasks, done, workers, scheduler, connect_timeout):
         if result.roi is None:
             failed[result.label_id] = result.error or "failed"
             logger.warning("object %d failed: %s", result.label_id, result.error)
         else:
-            write_part(parts, result.label_id, result.roi, result.digest, result.seconds)
+            write_part(
+                parts, result.label_id, result.roi, result.digest, result.seconds, result.quality
+            )
+        computed[result.label_id] = result
         progress.step()
         if on_result is not None:
             on_result(result)
@@ -229,6 +275,11 @@ def run_batch(
     logger.info(
         "wrote %s: %d objects%s", out, len(painted), f", {len(failed)} failed" if failed else ""
     )
+    if report:
+        where = report_path(out) if report is True else Path(report).expanduser()
+        write_report(where, _report_rows(plan, parts, computed, painted))
+        low = to_review(read_report(where))
+        logger.info("wrote %s (%d objects scored below %.2f)", where, len(low), REVIEW_BELOW)
     if not keep_parts:
         remove_parts(parts)
     return out

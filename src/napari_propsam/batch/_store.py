@@ -3,8 +3,8 @@
 Layout for an output ``LABELS`` (``.tif``/``.tiff``, ``.zarr`` or ``.ome.zarr``)::
 
     LABELS.parts/manifest.json   what the parts were computed from (image, model, options)
-    LABELS.parts/<id>.npz        one finished object: its ZYX bounding box, packed bool mask and
-                                 the digest of its prompt
+    LABELS.parts/<id>.npz        one finished object: its ZYX bounding box, packed bool mask, the
+                                 digest of its prompt, its quality score and slices to review
 
 Every file is written to a temporary name in the same directory and renamed, so a killed run
 leaves either a whole part or none; the merged output is built the same way.
@@ -31,6 +31,7 @@ from ..io import (
     is_ome_zarr_path,
     register_ome_zarr_labels,
 )
+from ..quality import ObjectQuality
 from ._prompts import BatchPrompt
 
 logger = logging.getLogger(__name__)
@@ -66,14 +67,20 @@ def parts_dir(out: str | Path) -> Path:
 
 
 def prompt_digest(prompt: BatchPrompt) -> str:
-    """Digest of what decides an object's result besides the run options (id excluded)."""
+    """Digest of what decides an object's result besides the run options (id excluded).
+
+    A one-slice prompt hashes exactly as before several prompts per object existed, so parts
+    stored by earlier versions still resume; each extra slice is appended to the hash.
+    """
     h = hashlib.sha256()
-    box = None if prompt.box is None else [float(v) for v in prompt.box]  # numpy scalars too
-    h.update(json.dumps([int(prompt.axis), int(prompt.index), box]).encode())
-    if prompt.mask is not None:
-        mask = np.asarray(prompt.mask) != 0
-        h.update(json.dumps([[int(v) for v in prompt.offset], list(mask.shape)]).encode())
-        h.update(np.packbits(mask).tobytes())
+    for i, e in enumerate(prompt.entries):
+        box = None if e.box is None else [float(v) for v in e.box]  # numpy scalars too
+        head = [int(prompt.axis), int(e.index), box]
+        h.update(json.dumps(head if i == 0 else ["extra", *head]).encode())
+        if e.mask is not None:
+            mask = np.asarray(e.mask) != 0
+            h.update(json.dumps([[int(v) for v in e.offset], list(mask.shape)]).encode())
+            h.update(np.packbits(mask).tobytes())
     return h.hexdigest()[:32]
 
 
@@ -163,11 +170,21 @@ def _part_path(parts: Path, label_id: int) -> Path:
     return parts / f"{int(label_id)}.npz"
 
 
-def write_part(parts: Path, label_id: int, roi: ObjectROI, digest: str, seconds: float) -> Path:
-    """Store one finished object atomically; returns the part's path."""
+def write_part(
+    parts: Path,
+    label_id: int,
+    roi: ObjectROI,
+    digest: str,
+    seconds: float,
+    quality: ObjectQuality | None = None,
+) -> Path:
+    """Store one finished object atomically (with its quality score and the slices to review,
+    so a resumed run reports them too); returns the part's path."""
     path = _part_path(parts, label_id)
     bbox = np.array([[s.start, s.stop] for s in roi.bbox], dtype=np.int64)
     bits = np.packbits(roi.mask.ravel())
+    score = float("nan") if quality is None else float(quality.score)
+    review = [] if quality is None else quality.review_indices
     tmp = path.with_name(f"{path.name}{_TMP_TAG}{os.getpid()}")
     with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
         np.savez_compressed(
@@ -177,6 +194,8 @@ def write_part(parts: Path, label_id: int, roi: ObjectROI, digest: str, seconds:
             bits_sha256=np.array(_bits_digest(bbox, bits)),
             digest=np.array(digest),
             seconds=np.array(float(seconds)),
+            score=np.array(score),
+            review=np.array(review, dtype=np.int64),
         )
         f.flush()
         os.fsync(f.fileno())
@@ -237,6 +256,27 @@ def read_part(
         return _load_part(path, shape)
     except ValueError as err:
         raise ValueError(f"damaged part {path}: {err}") from None
+
+
+def part_review(parts: Path, label_id: int) -> tuple[float, tuple[int, ...], float]:
+    """A stored object's quality score (NaN if unknown), slices to review (worst first) and
+    seconds; parts written before quality was stored give ``(nan, (), seconds)``.
+
+    Raises:
+        OSError: the part is missing.
+        ValueError: the part cannot be read; the message names the file.
+    """
+    path = _part_path(parts, label_id)
+    try:
+        with np.load(path) as z:
+            score = float(z["score"]) if "score" in z.files else float("nan")
+            review = tuple(int(v) for v in z["review"]) if "review" in z.files else ()
+            seconds = float(z["seconds"]) if "seconds" in z.files else float("nan")
+    except OSError:
+        raise
+    except Exception as err:  # noqa: BLE001 - zip, zlib, EOF: a damaged file
+        raise ValueError(f"damaged part {path}: {type(err).__name__}: {err}") from None
+    return score, review, seconds
 
 
 def finished_ids(
@@ -359,6 +399,7 @@ __all__ = [
     "labels_dtype",
     "merge_parts",
     "output_kind",
+    "part_review",
     "parts_dir",
     "prepare_parts",
     "prompt_digest",
