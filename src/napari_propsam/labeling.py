@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .api import propagate
-from .ownership import OwnedRegion
+from .ownership import OwnedRegion, owned_component, prompt_seed
 from .prompts import prepare_mask
 from .propagation import SliceUpdate
 from .registry import ModelSpec, resolve_model
@@ -55,13 +55,16 @@ __all__ = [
     "ObjectPrompt",
     "ObjectStarted",
     "ObjectUpdate",
+    "SlicePrompt",
     "apply_change",
     "assign_label_ids",
     "chunked_view",
     "max_label",
     "next_free_label",
+    "owned_by_object",
     "plane_index",
     "sketch_masks",
+    "slices_with_labels",
     "stream_objects",
 ]
 
@@ -173,6 +176,28 @@ def assign_label_ids(
             out.append(nxt)
             nxt += 1
     return out
+
+
+def slices_with_labels(labels: Any, ids: Iterable[int], axis: int) -> dict[int, list[int]]:
+    """Slices along ``axis`` on which each of ``ids`` is painted.
+
+    Args:
+        labels: ``(Z, Y, X)`` integer labels (numpy, or lazy zarr/dask: read chunk by chunk).
+        ids: Label ids to look for.
+        axis: Slicing axis (0, 1 or 2).
+
+    Returns:
+        ``{id: ascending slice indices}`` (an empty list for an id painted nowhere).
+    """
+    ids = [int(i) for i in ids]
+    others = tuple(a for a in range(3) if a != int(axis))
+    view = chunked_view(labels)
+    found = [(view == i).any(axis=others) for i in ids]
+    if not isinstance(view, np.ndarray):
+        import dask
+
+        found = list(dask.compute(*found))
+    return {i: [int(k) for k in np.flatnonzero(f)] for i, f in zip(ids, found, strict=True)}
 
 
 def sketch_masks(plane: np.ndarray) -> dict[int, np.ndarray]:
@@ -348,17 +373,35 @@ class ObjectEdit:
 
 
 @dataclass(frozen=True)
+class SlicePrompt:
+    """A further prompt of an object on another slice of the same axis.
+
+    Attributes:
+        index: Prompt slice along the object's axis.
+        box: ``(row0, col0, row1, col1)`` in the slice plane, or None.
+        mask: ``(H, W)`` bool sketch in the slice plane, or None (exactly one of box/mask).
+    """
+
+    index: int
+    box: tuple[float, float, float, float] | None = None
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class ObjectPrompt:
-    """One object to segment.
+    """One object to segment, from one prompt or several on different slices of one axis.
 
     Attributes:
         axis: Propagation axis of the volume (0, 1 or 2).
-        index: Prompt slice along ``axis``.
+        index: Prompt slice along ``axis`` (the first prompt's).
         box: ``(row0, col0, row1, col1)`` in the slice plane, or None.
         mask: ``(H, W)`` bool sketch in the slice plane, or None (exactly one of box/mask).
         label_id: Id the object is written with.
         whole_slice: Re-propagation semantics (see :class:`ObjectEdit`).
         name: Short description for messages, e.g. ``"box 2"`` or ``"label 5"``.
+        more: Further prompts of the same object on other slices (all boxes or all masks, like
+            the first one); every prompt guides the propagation
+            (:func:`napari_propsam.propagate` with a list of slices).
     """
 
     axis: int
@@ -368,6 +411,65 @@ class ObjectPrompt:
     mask: np.ndarray | None = field(default=None, repr=False)
     whole_slice: bool = False
     name: str = ""
+    more: tuple[SlicePrompt, ...] = ()
+
+    @property
+    def slice_prompts(self) -> list[SlicePrompt]:
+        """Every prompt of the object, ascending slice index."""
+        first = SlicePrompt(self.index, self.box, self.mask)
+        return sorted([first, *self.more], key=lambda p: p.index)
+
+    @property
+    def indices(self) -> list[int]:
+        """The prompt slices, ascending."""
+        return [p.index for p in self.slice_prompts]
+
+    def propagate_args(self) -> dict[str, Any]:
+        """``slice_index``/``box``/``mask`` for :func:`napari_propsam.propagate`: scalars for one
+        prompt, lists for several."""
+        if not self.more:
+            return {"slice_index": self.index, "box": self.box, "mask": self.mask}
+        parts = self.slice_prompts
+        boxes = [p.box for p in parts]
+        masks = [p.mask for p in parts]
+        if all(b is not None for b in boxes):
+            return {"slice_index": [p.index for p in parts], "box": boxes, "mask": None}
+        if all(m is not None for m in masks):
+            return {"slice_index": [p.index for p in parts], "box": None, "mask": masks}
+        raise ValueError(
+            f"{self.name or 'object'}: the prompts of one object must be all boxes or all masks"
+        )
+
+
+def owned_by_object(labels: Any, prompt: ObjectPrompt) -> OwnedRegion:
+    """The voxels of ``prompt.label_id`` in ``labels`` that any of the object's prompts touches
+    (:func:`napari_propsam.ownership.owned_component` on every prompt slice, united).
+
+    Args:
+        labels: ``(Z, Y, X)`` integer labels (numpy, zarr, dask: only windows are read).
+        prompt: The object.
+    """
+    plane = tuple(int(s) for a, s in enumerate(labels.shape) if a != prompt.axis)
+    regions = [
+        owned_component(
+            labels, prompt.label_id, prompt.axis, p.index, prompt_seed(plane, p.box, p.mask)
+        )
+        for p in prompt.slice_prompts
+    ]
+    regions = [r for r in regions if r.mask.size and r.mask.any()]
+    if not regions:
+        return OwnedRegion((slice(0, 0),) * 3, np.zeros((0, 0, 0), bool))  # type: ignore[arg-type]
+    if len(regions) == 1:
+        return regions[0]
+    lo = [min(r.bbox[a].start for r in regions) for a in range(3)]
+    hi = [max(r.bbox[a].stop for r in regions) for a in range(3)]
+    mask = np.zeros([h - low for low, h in zip(lo, hi, strict=True)], bool)
+    for r in regions:
+        mask[tuple(slice(r.bbox[a].start - lo[a], r.bbox[a].stop - lo[a]) for a in range(3))] |= (
+            r.mask
+        )
+    bbox = tuple(slice(low, h) for low, h in zip(lo, hi, strict=True))
+    return OwnedRegion(bbox, mask, max(r.n_objects for r in regions))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -446,10 +548,8 @@ def stream_objects(
         try:
             gen = propagate(
                 image,
-                slice_index=prompt.index,
                 axis=prompt.axis,
-                box=prompt.box,
-                mask=prompt.mask,
+                **prompt.propagate_args(),
                 spacing=spacing,
                 model=bundle,
                 device=device,

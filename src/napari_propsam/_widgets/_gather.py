@@ -15,16 +15,17 @@ import numpy as np
 from napari.components import ViewerModel
 from napari.layers import Image, Labels, Layer, Shapes
 
-from ..labeling import ObjectPrompt, assign_label_ids
+from ..labeling import ObjectPrompt, SlicePrompt, assign_label_ids, slices_with_labels
 from ..ownership import owned_component
 from ..prompts import prepare_mask
 from ._prompts import (
     PromptError,
     PromptPlane,
-    boxes_on_plane,
+    box_object_ids,
     check_image,
     displayed_plane,
     full_resolution,
+    rectangles,
     sketch_plane,
     sketches_on_plane,
 )
@@ -45,8 +46,11 @@ class PromptSet:
             layer itself); a sketch's painted id otherwise only groups its prompt.
         names: Per object a short description for messages.
         box_keys: ``{object position: key}`` identifying each prompt (a box by its slice and
-            rounded corners, a sketch by its layer, slice and painted id), so that running the
-            same prompt again replaces its object under the same id instead of adding one.
+            rounded corners or by its layer and ``id`` feature, a sketch by its layer and
+            painted id), so that running the same prompt again replaces its object under the
+            same id instead of adding one.
+        more: Per object its further prompts on other slices (same id, see
+            :func:`read_prompt_layer`).
     """
 
     plane: PromptPlane
@@ -55,6 +59,7 @@ class PromptSet:
     wanted: list[int | None] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     box_keys: dict[int, tuple] = field(default_factory=dict)
+    more: list[tuple[SlicePrompt, ...]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -86,8 +91,11 @@ def read_prompt_layer(
 ) -> PromptSet:
     """Boxes (Shapes layer) or sketches (Labels layer) of ``source`` on the displayed plane.
 
-    A sketch keeps its painted id only when ``source`` is the ``output`` layer itself (the user
-    points at existing objects); otherwise every sketch asks for a new id.
+    The objects are the prompts on the displayed slice. **Several prompts, one object**: a
+    sketch's painted id, or a rectangle's ``id`` feature, painted / drawn on other slices of the
+    same axis too adds those slices as further prompts of the same object. A sketch keeps its
+    painted id only when ``source`` is the ``output`` layer itself (the user points at existing
+    objects; then only the displayed slice is read); otherwise every sketch asks for a new id.
 
     Raises:
         PromptError: no prompt layer, or nothing on the displayed slice.
@@ -98,21 +106,8 @@ def read_prompt_layer(
             "no prompt layer: click 'New box layer' and draw a rectangle, or "
             "'New sketch layer' and paint the object"
         )
-    found = PromptSet(plane)
     if isinstance(source, Shapes):
-        boxes = boxes_on_plane(source, image, plane, viewer)
-        if not boxes:
-            raise PromptError(
-                f"no rectangle on {where} in '{source.name}': draw a box "
-                "around the object on the displayed slice"
-            )
-        for i, b in enumerate(boxes):
-            found.boxes.append(b.box)
-            found.masks.append(None)
-            found.wanted.append(None)
-            found.names.append(f"box {i + 1}")
-            found.box_keys[i] = (plane.axis, plane.index, tuple(round(v, 1) for v in b.box))
-        return found
+        return _read_boxes(viewer, image, plane, source)
     if not isinstance(source, Labels):
         raise PromptError(f"layer '{source.name}' is neither a Shapes nor a Labels layer")
     sketches = sketches_on_plane(source, image, plane)
@@ -121,14 +116,77 @@ def read_prompt_layer(
             f"nothing painted on {where} in '{source.name}': paint the "
             "object (one label per object) on the displayed slice"
         )
+    found = PromptSet(plane)
     explicit = output is not None and source is output
+    more = {} if explicit else _sketches_elsewhere(source, image, plane, list(sketches))
     for i, (label, mask) in enumerate(sketches.items()):
         found.boxes.append(None)
         found.masks.append(mask)
         found.wanted.append(label if explicit else None)
-        found.names.append(f"label {label}" if explicit else f"sketch {label}")
+        found.more.append(more.get(label, ()))
+        n = len(found.more[-1])
+        extra = f" ({n + 1} slices)" if n else ""
+        found.names.append(f"label {label}" if explicit else f"sketch {label}{extra}")
         if not explicit:
-            found.box_keys[i] = ("sketch", id(source), plane.axis, plane.index, int(label))
+            found.box_keys[i] = ("sketch", id(source), plane.axis, int(label))
+    return found
+
+
+def _sketches_elsewhere(
+    source: Labels, image: Image, plane: PromptPlane, labels: list[int]
+) -> dict[int, tuple[SlicePrompt, ...]]:
+    """``{label: prompts}`` of ``labels`` painted on other slices of the plane's axis."""
+    if tuple(source.data.shape) != tuple(full_resolution(image).shape):
+        return {}  # a 2D sketch layer has only the displayed slice
+    where = slices_with_labels(source.data, labels, plane.axis)
+    out: dict[int, tuple[SlicePrompt, ...]] = {}
+    for label, indices in where.items():
+        extra = []
+        for k in indices:
+            if k == plane.index:
+                continue
+            other = PromptPlane(plane.axis, k, plane.plane_shape)
+            extra.append(SlicePrompt(k, mask=sketches_on_plane(source, image, other)[label]))
+        if extra:
+            out[label] = tuple(extra)
+    return out
+
+
+def _read_boxes(
+    viewer: ViewerModel, image: Image, plane: PromptPlane, source: Shapes
+) -> PromptSet:
+    """:func:`read_prompt_layer` for a Shapes layer: one object per rectangle on the displayed
+    slice, with the rectangles of the same ``id`` feature on other slices as further prompts."""
+    found = PromptSet(plane)
+    rects = rectangles(source, image, plane.axis, viewer)
+    ids = box_object_ids(source)
+    here = [(k, b) for k, b in rects if k == plane.index]
+    if not here:
+        raise PromptError(
+            f"no rectangle on slice {plane.index} of axis {plane.axis} in '{source.name}': draw"
+            " a box around the object on the displayed slice"
+        )
+    for i, (_k, b) in enumerate(here):
+        oid = ids[b.shape_index]
+        found.boxes.append(b.box)
+        found.masks.append(None)
+        found.wanted.append(None)
+        if oid is None:
+            found.more.append(())
+            found.names.append(f"box {i + 1}")
+            found.box_keys[i] = (plane.axis, plane.index, tuple(round(v, 1) for v in b.box))
+            continue
+        same = [(k, o) for k, o in rects if ids[o.shape_index] == oid and o is not b]
+        if any(k == plane.index for k, _ in same):
+            raise PromptError(
+                f"two rectangles with id {oid} on slice {plane.index} in '{source.name}': an "
+                "object has one box per slice; give one of them another id"
+            )
+        slices = {k: o for k, o in same}  # the last box of an id on a slice wins
+        found.more.append(tuple(SlicePrompt(k, box=o.box) for k, o in sorted(slices.items())))
+        n = len(found.more[-1])
+        found.names.append(f"box id {oid}" + (f" ({n + 1} slices)" if n else ""))
+        found.box_keys[i] = ("box-id", id(source), plane.axis, oid)
     return found
 
 
@@ -175,6 +233,7 @@ def gather_run(
             box=found.boxes[i],
             mask=found.masks[i],
             name=found.names[i],
+            more=found.more[i],
         )
         for i in range(len(ids))
     ]
@@ -182,9 +241,22 @@ def gather_run(
 
 
 def gather_repropagate(
-    viewer: ViewerModel, image_layer: Layer | None, output: Labels | None
+    viewer: ViewerModel,
+    image_layer: Layer | None,
+    output: Labels | None,
+    earlier: tuple[int, tuple[int, ...]] | None = None,
 ) -> Gathered:
-    """The prompt of *Re-propagate from this slice*: the selected label's mask on this slice."""
+    """The prompts of *Re-propagate from this slice*: the selected label's mask on this slice,
+    plus its mask on the object's earlier prompt slices.
+
+    Args:
+        viewer: The viewer (its dims say which plane is displayed).
+        image_layer: The chosen image layer.
+        output: The output layer holding the object.
+        earlier: ``(axis, prompt slices)`` of the object's last run in this session, or None.
+            Earlier prompt slices on the same axis where the object still has voxels stay
+            prompts (their current mask in ``output``), so a correction adds to them.
+    """
     image = check_image(image_layer)
     plane = displayed_plane(viewer, image)
     where = f"slice {plane.index} of axis {plane.axis}"
@@ -208,13 +280,26 @@ def gather_repropagate(
             f"'{output.name}'; re-propagating would change all of them. Give the objects you "
             "are not correcting their own label (fill them with a new label), then re-propagate"
         )
+    more = []
+    if earlier is not None and earlier[0] == plane.axis:
+        full = (slice(0, plane.plane_shape[0]), slice(0, plane.plane_shape[1]))
+        for k in earlier[1]:
+            if k == plane.index:
+                continue
+            other = PromptPlane(plane.axis, k, plane.plane_shape)
+            m = (sketch_plane(output, image, other) == label_id) & owned.window(
+                plane.axis, k, *full
+            )
+            if m.any():
+                more.append(SlicePrompt(k, mask=m))
     prompt = ObjectPrompt(
         plane.axis,
         plane.index,
         label_id,
         mask=prepare_mask(sketch, plane.plane_shape),
         whole_slice=True,
-        name=f"label {label_id}",
+        name=f"label {label_id}" + (f" ({len(more) + 1} slices)" if more else ""),
+        more=tuple(more),
     )
     return Gathered(image, output, [prompt])
 

@@ -105,16 +105,17 @@ def _plane_axes(axis: int) -> tuple[int, int]:
     return tuple(a for a in range(3) if a != axis)  # type: ignore[return-value]
 
 
-def boxes_on_plane(
-    shapes: Shapes, image: Image, plane: PromptPlane, viewer: ViewerModel
-) -> list[BoxPrompt]:
-    """Rectangles of ``shapes`` that lie on the displayed slice, as boxes in the image's plane.
+def rectangles(
+    shapes: Shapes, image: Image, axis: int, viewer: ViewerModel
+) -> list[tuple[int, BoxPrompt]]:
+    """Every rectangle of ``shapes`` that lies on one slice of ``axis``, as ``(slice, box)``.
 
     A napari pixel ``i`` spans ``[i - 0.5, i + 0.5]`` in data coordinates, so a rectangle corner
-    at ``c`` is the pixel edge ``c + 0.5``; rotated rectangles use their bounding box.
+    at ``c`` is the pixel edge ``c + 0.5``; rotated rectangles use their bounding box. A 2D
+    Shapes layer lies on the viewer's current slice.
     """
     out = []
-    rows_ax, cols_ax = _plane_axes(plane.axis)
+    rows_ax, cols_ax = _plane_axes(axis)
     world_point = np.asarray(viewer.dims.point, dtype=float)
     for i, (verts, kind) in enumerate(zip(shapes.data, shapes.shape_type, strict=True)):
         if kind != "rectangle":
@@ -126,12 +127,41 @@ def boxes_on_plane(
             w[len(w) - shapes.ndim :] = shapes.data_to_world(v)
             pts.append(image.world_to_data(w))
         pts = np.asarray(pts)
-        if np.any(np.abs(pts[:, plane.axis] - plane.index) >= 0.5):
-            continue  # drawn on another slice (or on another axis)
+        index = int(np.round(pts[:, axis].mean()))
+        if np.any(np.abs(pts[:, axis] - index) >= 0.5):
+            continue  # not flat in this axis (drawn in another plane)
         r = pts[:, rows_ax] + 0.5
         c = pts[:, cols_ax] + 0.5
-        out.append(BoxPrompt((r.min(), c.min(), r.max(), c.max()), i))
+        out.append((index, BoxPrompt((r.min(), c.min(), r.max(), c.max()), i)))
     return out
+
+
+def boxes_on_plane(
+    shapes: Shapes, image: Image, plane: PromptPlane, viewer: ViewerModel
+) -> list[BoxPrompt]:
+    """Rectangles of ``shapes`` that lie on the displayed slice, as boxes in the image's plane
+    (see :func:`rectangles`)."""
+    return [b for k, b in rectangles(shapes, image, plane.axis, viewer) if k == plane.index]
+
+
+def box_object_ids(shapes: Shapes) -> list[int | None]:
+    """Per shape, the object id in the layer's ``id`` feature column (None: no id).
+
+    Rectangles that share an id are prompts of one object (one per slice).
+    """
+    features = getattr(shapes, "features", None)
+    n = len(shapes.data)
+    if features is None or "id" not in getattr(features, "columns", ()):
+        return [None] * n
+    out: list[int | None] = []
+    for v in list(features["id"])[:n]:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            out.append(None)
+            continue
+        out.append(int(f) if np.isfinite(f) and f > 0 else None)
+    return out + [None] * (n - len(out))
 
 
 def sketch_plane(labels: Labels, image: Image, plane: PromptPlane) -> np.ndarray:

@@ -85,6 +85,8 @@ class RunState:
     stopped: bool = False  # cancelled or failed: ignore whatever the worker still sends
     one_step: bool = False
     series_edits: dict[int, ObjectEdit] = field(default_factory=dict)  # 2D series: id -> edit
+    progress: Any = None  # :class:`._progress.RunProgress` of the run
+    quality: Any = None  # the current object's ObjectQuality, once the engine sent it
     result: RunResult = field(default_factory=RunResult)
 
 

@@ -140,4 +140,5 @@ class SimilarPanel:
     def _on_search_progress(self, run: RunState, fraction: float) -> None:
         # Called from the worker; ensure_main_thread queues it onto the GUI thread.
         if run is self._search_run and run is self._widget._run and not run.prompts:
+            self._widget.set_indeterminate(False)
             self._widget._progress.value = int(round(1000 * min(max(fraction, 0.0), 1.0)))

@@ -32,10 +32,7 @@ from qtpy.QtWidgets import QTabWidget
 
 from ..config import PropagationConfig
 from ..device import select_device
-from ..labeling import ObjectEdit, ObjectFailed, ObjectFinished, ObjectStarted, ObjectUpdate
-from ..ownership import owned_by_prompt
 from ..registry import ModelSpec
-from ..series import SeriesUpdate
 from ..weights import CheckpointError
 from . import _notify
 from ._finetune import FinetunePanel
@@ -50,11 +47,13 @@ from ._history import UndoGroup
 from ._layout import StatusLabel, keep_width
 from ._measure import MeasurePanel
 from ._prompts import full_resolution
-from ._runner import PromptsFound, RunFailed, RunResult, RunState, wait_until, work
+from ._runner import RunResult, RunState, wait_until, work
 from ._series import SeriesPanel
+from ._session import Session
 from ._settings import Settings
 from ._similar import SimilarPanel
 from ._storage import new_labels_data
+from ._stream import handle
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +89,8 @@ class PropSAMWidget(Container):
         #: Called with the output layer after every run that wrote something (main thread).
         self.run_finished_callbacks: list[Callable[[Labels], None]] = []
         self.settings = Settings()
+        #: The objects segmented in this session (prompt slices, quality) per output layer.
+        self.session = Session()
 
         self._image = ComboBox(
             label="Image",
@@ -325,7 +326,10 @@ class PropSAMWidget(Container):
     def _gather(self, repropagate: bool) -> Gathered:
         self.check_settings()
         if repropagate:
-            found = gather_repropagate(self.viewer, self.image_layer, self.output_layer)
+            out = self.output_layer
+            rec = None if out is None else self.session.get(out, int(out.selected_label))
+            earlier = None if rec is None else (rec.axis, rec.prompt_slices)
+            found = gather_repropagate(self.viewer, self.image_layer, out, earlier)
         else:
             found = gather_run(
                 self.viewer,
@@ -503,57 +507,7 @@ class PropSAMWidget(Container):
             self._fail(run, f"could not write into '{run.output.name}': {err}")
 
     def _handle(self, run: RunState, item: Any) -> None:
-        total = len(run.prompts)
-        if isinstance(item, ObjectUpdate):
-            change = run.edit.change(run.output.data, item.update)
-            run.group.write(change)
-            if item.update.final:
-                run.slices_done += 1
-            frac = (item.position + item.update.progress) / total
-            self._progress.value = int(round(1000 * min(frac, 1.0)))
-            prompt = run.prompts[item.position]
-            self._status.value = (
-                f"Object {item.position + 1}/{total} ({prompt.name}): "
-                f"slice {item.update.index}, {len(run.edit.slices)} slices"
-            )
-        elif isinstance(item, ObjectStarted):
-            run.position = item.position
-            if run.group is None:
-                run.group = self.undo_group(run.output)
-            run.edit = ObjectEdit(
-                run.output.data.shape,
-                item.prompt.label_id,
-                run.overwrite,
-                item.prompt.whole_slice,
-                # Read before the object starts: another object under the same id (ids merged
-                # by hand) is never replaced.
-                owned=owned_by_prompt(run.output.data, item.prompt),
-            )
-            self._status.value = f"Object {item.position + 1}/{total} ({item.prompt.name})…"
-        elif isinstance(item, ObjectFinished):
-            if not run.one_step:
-                self._close_group(run)
-            label_id = run.prompts[item.position].label_id
-            run.result.label_ids.append(label_id)
-            if item.position in run.box_keys:
-                self._box_ids[(id(run.output), *run.box_keys[item.position])] = label_id
-            logger.info(
-                "object %d (label %d): %d slices", item.position + 1, label_id, len(run.edit.slices)
-            )
-            run.edit = None
-        elif isinstance(item, ObjectFailed):
-            self._rollback(run)
-            msg = f"{run.prompts[item.position].name}: {item.message}"
-            run.result.failed.append(msg)
-            _notify.error(msg)
-        elif isinstance(item, SeriesUpdate):
-            self.series.write(run, item)
-        elif isinstance(item, PromptsFound):
-            run.prompts = list(item.prompts)
-            run.result.prompt_ids = [p.label_id for p in run.prompts]
-            self._status.value = item.message
-        elif isinstance(item, RunFailed):
-            self._fail(run, item.message)
+        handle(self, run, item)
 
     def _on_errored(self, run: RunState, err: Exception) -> None:
         self._fail(run, str(err) or type(err).__name__)
@@ -578,6 +532,7 @@ class PropSAMWidget(Container):
                 + (f"; {len(res.failed)} failed" if res.failed else "")
                 + "."
             )
+            self.set_indeterminate(False)
             self._progress.value = 1000
             if res.label_ids:
                 _notify.info(text)
@@ -586,11 +541,16 @@ class PropSAMWidget(Container):
             for callback in list(self.run_finished_callbacks):
                 callback(run.output)
 
+    def set_indeterminate(self, busy: bool) -> None:
+        """Show the footer bar as a busy indicator (a phase without a fraction) or as a bar."""
+        self._progress.native.setMaximum(0 if busy else 1000)
+
     def _set_busy(self, busy: bool, text: str) -> None:
         self._run_btn.enabled = not busy
         self._repropagate_btn.enabled = not busy
         self.similar.button.enabled = not busy
         self._cancel_btn.enabled = busy
+        self.set_indeterminate(busy)  # loading the model: no fraction until the first pass
         if busy:
             self._progress.value = 0
         self._status.value = text
