@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv as csv_module
 import socket
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def test_batch_refuses_an_existing_output_then_resumes_or_overwrites(
 def test_batch_from_a_sparse_labels_file(files, tmp_path: Path) -> None:
     sketch = np.zeros(SHAPE, np.uint8)
     sketch[12, 26:35, 26:35] = 4
-    sketch[10, 27:33, 27:33] = 4  # smaller: not the prompt
+    sketch[10, 27:33, 27:33] = 4  # id 4 painted on two slices: both are its prompts
     sketch[9, 10:18, 30:38] = 6
     tifffile.imwrite(tmp_path / "sketch.tif", sketch)
     out = tmp_path / "s.zarr"
@@ -116,7 +117,51 @@ def test_batch_from_a_sparse_labels_file(files, tmp_path: Path) -> None:
     assert main([*argv, *engine(files)]) == 0
     result = labels(out)
     assert (result[12][sketch[12] == 4] == 4).all() and (result[9][sketch[9] == 6] == 6).all()
+    assert (result[10][sketch[10] == 4] == 4).all()  # each prompt slice keeps its prompt
     assert set(np.unique(result)) == {0, 4, 6}
+
+
+def test_batch_groups_csv_rows_by_id_and_ends_with_the_objects_to_review(
+    files, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import napari_propsam.batch._report as report_module
+
+    csv = tmp_path / "p.csv"
+    # Object 2 has two prompts (rows sharing its id); objects 1 and 3 one each.
+    csv.write_text(CSV + "2,15,23,23,37,37\n")
+    out = tmp_path / "g.tif"
+    argv = [files["tif"], "--prompts", str(csv), "--out", str(out), *engine(files)]
+    # Every score is below 1.01: the list shows all three, lowest first, with their slices.
+    monkeypatch.setattr(report_module, "REVIEW_BELOW", 1.01)
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "3 objects (3 computed" in text
+    rows = list(csv_module.DictReader(Path(f"{out}.objects.csv").read_text().splitlines()))
+    assert [r["id"] for r in rows] == ["1", "2", "3"]
+    assert rows[1]["name"] == "p.csv lines 3, 5" and rows[1]["status"] == "computed"
+    for r in rows:
+        assert 0.0 <= float(r["score"]) <= 1.0 and int(r["voxels"]) > 0
+        assert all(s.isdigit() for s in r["review_slices"].split(";") if s)
+    assert any(r["review_slices"] for r in rows)
+    assert (
+        f"3 objects scored below 1.01 (quality score, slices to review worst first; every "
+        f"object in {out}.objects.csv):" in text
+    )
+    listed = [line.split()[1] for line in text.splitlines() if line.startswith("  object ")]
+    by_score = sorted(rows, key=lambda r: (float(r["score"]), int(r["id"])))
+    assert listed == [r["id"] for r in by_score]
+    first = by_score[0]
+    slices = first["review_slices"] or "-"
+    assert f"score {float(first['score']):.2f}, review axis-0 slices {slices}" in text
+    # Resumed, the objects keep their scores and slices; the default threshold lists fewer.
+    monkeypatch.setattr(report_module, "REVIEW_BELOW", 0.7)
+    assert main([*argv, "--resume"]) == 0
+    again = list(csv_module.DictReader(Path(f"{out}.objects.csv").read_text().splitlines()))
+    assert [(r["status"], r["score"], r["review_slices"]) for r in again] == [
+        ("resumed", r["score"], r["review_slices"]) for r in rows
+    ]
+    low = sum(float(r["score"]) < 0.7 for r in rows)
+    assert f"{low} objects scored below 0.70" in capsys.readouterr().out
 
 
 def test_a_failed_object_is_reported_and_the_others_are_written(

@@ -4,8 +4,10 @@ Single object::
 
     propsam segment stack.tif --slice 40 --box 120 80 160 130 --out object.tif
 
-Batch (one object per CSV row or per painted id of a sparse labels volume), merged into one
-labels volume, resumable, optionally on dask.distributed::
+Batch (one object per CSV id or per painted id of a sparse labels volume; rows sharing an id,
+or an id painted on several slices, give it several prompts), merged into one labels volume,
+resumable, optionally on dask.distributed; every object's quality score and slices to review
+go to OUT.objects.csv, and the lowest-scored are listed at the end::
 
     propsam segment stack.zarr --prompts prompts.csv --out labels.zarr --workers 4
 """
@@ -16,6 +18,7 @@ import argparse
 import logging
 import time
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 
@@ -89,7 +92,7 @@ def _quiet_dask_logs() -> None:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from ..batch import read_prompts, run_batch
+    from ..batch import read_prompts, report_path, run_batch
     from ..volume import check_volume
 
     for flag, value in (("--slice", args.slice), ("--box", args.box), ("--mask", args.mask)):
@@ -136,7 +139,33 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     )
     for r in failed:
         print(f"  object {r.label_id} failed: {r.error}")  # noqa: T201 - CLI output
+    _print_review(report_path(out))
     return 1 if failed else 0
+
+
+#: Objects listed on the terminal at most; the report holds every one.
+REVIEW_LINES = 20
+
+
+def _print_review(report: Path) -> None:
+    """The short list to check after a batch run: objects scored below ``REVIEW_BELOW``, lowest
+    first, with their slices to review; every object's row is in ``report``."""
+    from ..batch import read_report, to_review
+    from ..batch._report import REVIEW_BELOW
+
+    low = to_review(read_report(report), REVIEW_BELOW)
+    print(  # noqa: T201 - the command's final report
+        f"{len(low)} objects scored below {REVIEW_BELOW:.2f} (quality score, slices to review "
+        f"worst first; every object in {report}){':' if low else ''}"
+    )
+    for r in low[:REVIEW_LINES]:
+        slices = ";".join(str(i) for i in r.review[:8]) or "-"
+        print(  # noqa: T201 - CLI output
+            f"  object {r.label_id} ({r.name}): score {r.score:.2f}, review axis-{r.axis} "
+            f"slices {slices}"
+        )
+    if len(low) > REVIEW_LINES:
+        print(f"  ... and {len(low) - REVIEW_LINES} more in {report}")  # noqa: T201 - CLI output
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -168,8 +197,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = p.add_argument_group("batch (see docs/api.md, 'Batch segmentation')")
     b.add_argument(
         "--prompts",
-        help="CSV with one object per row (axis, slice, box or label), or a sparse labels "
-        "tif/zarr whose painted ids are mask prompts (largest-area slice along --axis)",
+        help="CSV with one prompt per row (id, axis, slice, box or label; rows sharing an id "
+        "are one object), or a sparse labels tif/zarr whose painted ids are objects, prompted "
+        "on every slice along --axis where they are painted",
     )
     b.add_argument("--sketches", help="sparse labels tif/zarr that a CSV's label column refers to")
     b.add_argument(
