@@ -69,3 +69,42 @@ def test_quality_report_measures_ranking_catching_and_flagged_errors():
     assert q["spearman"] > 0.9
     assert q["failures"] == 3 and q["caught"] == pytest.approx(1 / 3)  # lowest 1 of 10
     assert q["error_share"] == pytest.approx(0.6) and q["slice_fraction"] == pytest.approx(0.1)
+
+
+def test_spread_slices_take_the_largest_section_and_thirds_of_the_extent():
+    obj = np.zeros((40, 8, 8), bool)
+    obj[5:35, 2:6, 2:6] = True  # slices 5..34: extent 30
+    obj[20, :, :] = True  # the largest cross-section
+    from napari_propsam.evaluation import spread_slices
+
+    assert spread_slices(obj, 0, 1) == [20]
+    # Centres of 3 equal parts are 10, 20, 30 (from 5 + 5, 15, 25); 20 is the largest.
+    assert spread_slices(obj, 0, 3) == [10, 20, 30]
+    assert spread_slices(obj, 0, 2) == [12, 20]  # 12 and 27: 27 is replaced by 20
+    tiny = obj.copy()
+    tiny[8:13] = False
+    tiny[8:13, 3, 3] = True  # 1-voxel sections: the prompt moves towards the largest one
+    assert spread_slices(tiny, 0, 3) == [13, 20, 30]
+    with pytest.raises(ValueError, match="at least 1"):
+        spread_slices(obj, 0, 0)
+
+
+def test_several_prompts_per_object_run_once_per_count_and_are_reported():
+    vol = heldout_volumes(1, ["glomeruli"], shape=(24, 48, 48))[0]
+    bundle = make_tiny_bundle(fg_bias=-5.0)  # predicts nothing next to the prompts
+    results = evaluate(
+        [vol], model=bundle, axes=(0,), prompts=("mask",), prompts_per_object=(1, 3)
+    )
+    ours = [r for r in results if r.method == "propsam"]
+    rw = [r for r in results if r.method == "random_walker"]
+    assert [r.case.n_prompts for r in ours] == [1, 3]
+    assert [r.case.n_prompts for r in rw] == [1]  # the baseline takes one prompt slice
+    one, three = ours
+    assert one.case.offset == 0.0 and len(three.case.prompt_slices) == 3
+    assert one.case.slice_index in three.case.prompt_slices and not three.error
+    # Only the prompt slices are found: three prompt masks score more than one, so every
+    # prompt reached the engine.
+    assert 0 < one.dsc < three.dsc < 1
+    report = summarise(results)
+    assert "prompts=1" in report and "prompts=3" in report and "glomeruli p=3" in report
+    assert "offset" not in report

@@ -4,6 +4,10 @@ For every object: prompts on the largest cross-section and on slices off it by +
 the object's extent, on each requested axis, as a mask (the true cross-section) and as a box (the
 tight box enlarged by 10% per side, as a user draws it). Reports DSC, NSD at 1 voxel, HD95 (voxels),
 seconds per object and milliseconds per predicted slice.
+
+With several prompts per object (``prompts_per_object``, e.g. ``(1, 2, 3)``), each object is
+instead prompted once per count n, on the slices of :func:`spread_slices` (the largest
+cross-section plus n - 1 slices spread over the object's extent), one mask or box on each.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class Case:
     offset: float
     slice_index: int
     anisotropic: bool
+    n_prompts: int = 1
+    prompt_slices: tuple[int, ...] = ()  # every prompt slice when n_prompts > 1
 
 
 @dataclass
@@ -54,6 +60,7 @@ class Result:
     score: float = float("nan")
     flagged_error_share: float = float("nan")
     flagged_slice_fraction: float = float("nan")
+    error: str = ""  # why PropSAM refused or failed the prompt (scored as an empty result)
 
 
 class _Counting:
@@ -83,6 +90,41 @@ def prompt_slices(
         if areas[s] >= 4:
             out.append((f, s))
     return out
+
+
+def spread_slices(obj: np.ndarray, axis: int, n: int, min_area: int = 4) -> list[int]:
+    """``n`` prompt slices of one object: its largest cross-section plus ``n - 1`` others
+    spread across its extent along ``axis``, ascending.
+
+    The object's extent (first to last slice with voxels) is cut into ``n`` equal parts and a
+    slice taken at the centre of each; the one nearest the largest cross-section becomes the
+    largest cross-section itself. For an object symmetric about its largest cross-section this
+    gives the middle and +-1/3 of the extent with ``n = 3``, and a quarter of the extent off
+    it with ``n = 2``. A slice whose cross-section is under ``min_area`` voxels moves towards the
+    largest one until it is not; slices that coincide are kept once (so fewer than ``n`` can
+    come back for a short object).
+
+    Args:
+        obj: ``(Z, Y, X)`` bool mask of the object.
+        axis: Prompt axis.
+        n: Number of prompt slices wanted (>= 1).
+        min_area: Smallest cross-section (voxels) a prompt slice may have.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    areas = obj.sum(axis=tuple(i for i in range(3) if i != axis))
+    present = np.flatnonzero(areas)
+    first, extent = int(present[0]), int(present[-1] - present[0] + 1)
+    best = int(np.argmax(areas))
+    targets = [int(np.floor(first + (k + 0.5) * extent / n)) for k in range(n)]
+    targets[int(np.argmin([abs(t - best) for t in targets]))] = best
+    out = set()
+    for t in targets:
+        step = 1 if t < best else -1
+        while t != best and areas[t] < min_area:
+            t += step
+        out.add(t)
+    return sorted(out)
 
 
 def loose_box(section: np.ndarray, margin: float = 0.1) -> tuple[int, int, int, int]:
@@ -119,10 +161,12 @@ def _run_propsam(vol, obj, case, kind, prompt, bundle, predictor, device, config
     t = time.perf_counter()
     pred = np.zeros(obj.shape, bool)
     quality = None
+    where = list(case.prompt_slices) if case.n_prompts > 1 else case.slice_index
+    error = ""
     try:
         for u in propagate(
             vol.image,
-            slice_index=case.slice_index,
+            slice_index=where,
             axis=case.axis,
             spacing=vol.spacing,
             model=bundle,
@@ -134,15 +178,20 @@ def _run_propsam(vol, obj, case, kind, prompt, bundle, predictor, device, config
             if u.final:
                 apply_update(pred, u)
                 quality = u.quality or quality
-    except ValueError as err:
-        logger.debug("%s %s: %s", case, kind, err)
+    except ValueError as err:  # e.g. Box2Mask finds nothing; the object scores as not found
+        log = logger.info if case.n_prompts > 1 else logger.debug
+        log(
+            "%s axis %d, %s on slice(s) %s: refused or failed (%s); scored as an empty result",
+            case.volume, case.axis, kind, list(case.prompt_slices) or case.slice_index, err,
+        )  # fmt: skip
+        error = str(err)
     dt = time.perf_counter() - t
     score, share, frac = 0.0, 0.0, 0.0
     if quality is not None:
         score = quality.score
         share, frac = _flagged_errors(pred, obj, case.axis, quality.review_indices)
     return Result(
-        case, "propsam", kind, *_scores(pred, obj), dt, predictor.slices, score, share, frac
+        case, "propsam", kind, *_scores(pred, obj), dt, predictor.slices, score, share, frac, error
     )
 
 
@@ -174,6 +223,44 @@ def quality_report(results: Sequence[Result], failure: float = 0.7) -> dict[str,
     }
 
 
+def _object_cases(
+    vol, label: int, obj: np.ndarray, axis: int, offsets: Sequence[float], counts: Sequence[int]
+) -> list[Case]:
+    """The prompt cases of one object on one axis: one per offset (one prompt each), or with
+    several prompts per object, one per count in ``counts`` (see :func:`spread_slices`)."""
+    name = f"{vol.family}-{vol.seed}"
+    aniso = max(vol.spacing) / min(vol.spacing) > 1.01
+    if all(n == 1 for n in counts):
+        return [
+            Case(name, vol.family, int(label), axis, off, s, aniso)
+            for off, s in prompt_slices(obj, axis, offsets)
+        ]
+    best = int(np.argmax(obj.sum(axis=tuple(i for i in range(3) if i != axis))))
+    return [
+        Case(
+            name,
+            vol.family,
+            int(label),
+            axis,
+            0.0,
+            best,
+            aniso,
+            n,
+            tuple(spread_slices(obj, axis, n)),
+        )
+        for n in counts
+    ]
+
+
+def _prompt_of(obj: np.ndarray, case: Case, kind: str) -> dict:
+    """``propagate``'s prompt arguments for a case: the true cross-section (``mask``) or its
+    loose box (``box``) on each prompt slice; lists when the case has several."""
+    slices = case.prompt_slices if case.n_prompts > 1 else (case.slice_index,)
+    sections = [obj.take(s, axis=case.axis) for s in slices]
+    values = sections if kind == "mask" else [loose_box(sec) for sec in sections]
+    return {kind: values if case.n_prompts > 1 else values[0]}
+
+
 def evaluate(
     volumes: Iterable,
     *,
@@ -186,6 +273,7 @@ def evaluate(
     max_objects: int = 1,
     on_result: Callable[[Result], None] | None = None,
     config: PropagationConfig | None = None,
+    prompts_per_object: Sequence[int] = (1,),
 ) -> list[Result]:
     """Run PropSAM (and the random-walker baseline) on labelled volumes.
 
@@ -195,65 +283,74 @@ def evaluate(
         model: PropSAM model (None = bundled default).
         device: Device request.
         axes: Prompt axes.
-        offsets: Prompt positions as fractions of the extent off the largest cross-section.
+        offsets: Prompt positions as fractions of the extent off the largest cross-section
+            (one prompt per object; ignored with several prompts per object).
         prompts: ``"mask"`` and/or ``"box"``.
-        baseline: Also run the random walker.
+        baseline: Also run the random walker (it takes one prompt slice: one-prompt cases only).
         max_objects: Objects per volume (the largest first).
         on_result: Called with each result as it comes (progress printing).
         config: PropSAM's propagation settings (None = the defaults, as the released code).
+        prompts_per_object: Prompt counts to compare. ``(1,)`` (default) prompts every offset
+            once; any count above 1 switches to one case per count, prompted on
+            :func:`spread_slices` (so count 1 is then the largest cross-section only).
     """
     from .baselines import random_walker_from_slice
 
+    if any(int(n) < 1 for n in prompts_per_object):
+        raise ValueError(f"prompts_per_object must be >= 1, got {list(prompts_per_object)}")
     bundle = resolve_model(model)
     predictor = _Counting(PropMaskPredictor(bundle.propmask.model, device))
     results: list[Result] = []
+
+    def keep(r: Result) -> None:
+        results.append(r)
+        if on_result:
+            on_result(r)
+
     for vol in volumes:
         sizes = {t: int((vol.labels == t).sum()) for t in vol.targets}
-        chosen = sorted(sizes, key=sizes.get, reverse=True)[:max_objects]
-        aniso = max(vol.spacing) / min(vol.spacing) > 1.01
-        for label in chosen:
+        for label in sorted(sizes, key=sizes.get, reverse=True)[:max_objects]:
             obj = vol.labels == label
             for axis in axes:
-                for off, s in prompt_slices(obj, axis, offsets):
-                    case = Case(
-                        f"{vol.family}-{vol.seed}", vol.family, int(label), axis, off, s, aniso
-                    )
-                    section = obj.take(s, axis=axis)
+                for case in _object_cases(vol, label, obj, axis, offsets, prompts_per_object):
                     for kind in prompts:
-                        prompt = (
-                            {"mask": section} if kind == "mask" else {"box": loose_box(section)}
-                        )
-                        r = _run_propsam(
-                            vol, obj, case, kind, prompt, bundle, predictor, device, config
-                        )
-                        results.append(r)
-                        if on_result:
-                            on_result(r)
-                        if baseline:
+                        prompt = _prompt_of(obj, case, kind)
+                        keep(_run_propsam(vol, obj, case, kind, prompt, bundle, predictor, device,
+                                          config))  # fmt: skip
+                        if baseline and case.n_prompts == 1:
                             t = time.perf_counter()
                             rw = random_walker_from_slice(
-                                vol.image, slice_index=s, axis=axis, **prompt
+                                vol.image, slice_index=case.slice_index, axis=axis, **prompt
                             )
                             dt = time.perf_counter() - t
-                            r = Result(case, "random_walker", kind, *_scores(rw, obj), dt, 0)
-                            results.append(r)
-                            if on_result:
-                                on_result(r)
+                            keep(Result(case, "random_walker", kind, *_scores(rw, obj), dt, 0))
     return results
 
 
+def _subsets(r: Result, several: bool) -> list[str]:
+    """The summary subsets a result counts in. With several prompts per object the offsets are
+    all 0, so the subsets are per prompt count instead (``prompts=2``), also within each family
+    and each of iso/aniso (``tubes p=3``)."""
+    shape = "aniso" if r.case.anisotropic else "iso"
+    out = ["ALL", r.case.family, shape, f"axis{r.case.axis}"]
+    if not several:
+        return [*out, f"offset{r.case.offset:+.1f}"]
+    n = r.case.n_prompts
+    return [*out, f"prompts={n}", f"{r.case.family} p={n}", f"{shape} p={n}"]
+
+
 def summarise(results: Sequence[Result]) -> str:
-    """A printable report: overall and per-family means per method and prompt."""
+    """A printable report: overall and per-family means per method and prompt (and per prompt
+    count, with several prompts per object)."""
     lines = []
     groups: dict[tuple, list[Result]] = defaultdict(list)
+    several = any(r.case.n_prompts > 1 for r in results)
     for r in results:
-        groups[(r.method, r.prompt, "ALL")].append(r)
-        groups[(r.method, r.prompt, r.case.family)].append(r)
-        groups[(r.method, r.prompt, "aniso" if r.case.anisotropic else "iso")].append(r)
-        groups[(r.method, r.prompt, f"axis{r.case.axis}")].append(r)
-        groups[(r.method, r.prompt, f"offset{r.case.offset:+.1f}")].append(r)
+        for subset in _subsets(r, several):
+            groups[(r.method, r.prompt, subset)].append(r)
+    width = max([12, *(len(k[2]) for k in groups)])
     header = (
-        f"{'method':14s} {'prompt':6s} {'subset':12s} {'n':>4s} {'DSC':>6s} {'NSD@1':>6s} "
+        f"{'method':14s} {'prompt':6s} {'subset':{width}s} {'n':>4s} {'DSC':>6s} {'NSD@1':>6s} "
         f"{'HD95':>7s} {'s/obj':>6s} {'ms/slice':>8s}"
     )
     lines.append(header)
@@ -264,7 +361,7 @@ def summarise(results: Sequence[Result]) -> str:
         slices = sum(r.slices for r in rs)
         ms = 1000 * sum(r.seconds for r in rs) / slices if slices else float("nan")
         lines.append(
-            f"{key[0]:14s} {key[1]:6s} {key[2]:12s} {len(rs):4d} "
+            f"{key[0]:14s} {key[1]:6s} {key[2]:{width}s} {len(rs):4d} "
             f"{np.mean([r.dsc for r in rs]):6.3f} "
             f"{np.mean([r.nsd for r in rs]):6.3f} {np.mean(hd) if hd else float('inf'):7.2f} "
             f"{np.mean([r.seconds for r in rs]):6.2f} {ms:8.1f}"
