@@ -34,6 +34,7 @@ def test_finetune_adds_the_new_model_to_the_dropdown(env, tmp_path):
     ]  # fmt: skip
     assert all(np.isfinite(loss) for *_, loss in result.losses)
     assert panel.progress.value == 1000 and "Done" in panel.status.value
+    assert panel.progress is env.widget._progress  # one bar: the dock's footer
     bundle = resolve_model(env.widget.model_spec)  # what Run will use now
     assert bundle.propmask.arch == TINY and bundle.box2mask.arch == TINY
     assert not panel.is_running and panel.button.enabled
@@ -50,9 +51,10 @@ def test_finetune_cancel_stops_training_and_adds_nothing(env, tmp_path, qtbot):
 
     assert panel.start() is None and panel.is_running
     assert not panel.button.enabled and panel.cancel_btn.enabled
-    qtbot.waitUntil(lambda: len(panel.result.losses) >= 1, timeout=60000)
-    assert "loss" in panel.status.value
-    panel.cancel()
+    assert panel.cancel_btn is env.widget._cancel_btn  # one Cancel: the dock's footer
+    qtbot.waitUntil(lambda: len(panel.result.losses) >= 3, timeout=60000)
+    assert "loss" in panel.status.value and "left" in panel.status.value
+    env.widget._cancel_btn.native.click()  # the footer's Cancel stops training
     qtbot.waitUntil(lambda: not panel.is_running, timeout=60000)
 
     result = panel.result
@@ -78,3 +80,44 @@ def test_finetune_needs_an_annotated_object_and_a_folder(env, tmp_path):
     panel.labels_layer = env.viewer.add_labels(np.ones((4, 8, 8), np.int32), name="small")
     panel.out_dir.value = tmp_path / "x"
     assert panel.start(block=True) is None and "has shape" in env.msgs["error"][-1]
+
+
+def labels_with_objects(env, n: int):
+    """``n`` separate objects (slabs of the ellipsoid) so some can be held out."""
+    data = np.zeros(env.truth.shape, np.int32)
+    for i in range(n):
+        z0 = 12 + 5 * i
+        data[z0 : z0 + 4][env.truth[z0 : z0 + 4]] = i + 1
+    return env.viewer.add_labels(data, name="objects")
+
+
+def test_estimate_time_measures_one_step_and_saves_nothing(env, tmp_path):
+    panel = env.widget.finetune
+    panel.labels_layer = corrected_labels(env)
+    panel.box2mask.value = False
+    panel.steps.value = 300
+    panel.out_dir.value = tmp_path / "never"
+    result = panel.start(block=True, timeout=300, estimate_only=True)
+    assert result.error is None and result.paths == {} and result.model_key is None
+    per_step, steps = panel.estimate
+    assert per_step > 0 and steps == 300
+    assert "One step of propmask" in panel.status.value and "300 steps: about" in panel.status.value
+    assert not (tmp_path / "never").exists()
+
+
+def test_time_budget_sets_the_steps_and_best_held_out_weights_are_kept(env, tmp_path):
+    panel = env.widget.finetune
+    panel.labels_layer = labels_with_objects(env, 5)
+    panel.box2mask.value = False
+    panel.steps.value = 4  # the upper limit: a budget never trains more than Steps
+    panel.budget.value = 1  # minute
+    panel.holdout.value = True
+    panel.out_dir.value = tmp_path / "budget"
+    result = panel.start(block=True, timeout=300)
+    assert result.error is None and not result.cancelled, env.msgs["error"]
+    per_step, steps = panel.estimate
+    assert steps == min(4, int(60 / per_step))
+    assert max(step for _, step, _ in result.losses) == steps
+    # validated on the held-out object: the best weights are the ones added
+    assert result.paths["propmask"].name == "propmask-best.safetensors"
+    assert env.widget.model_spec == {"propmask": str(result.paths["propmask"])}

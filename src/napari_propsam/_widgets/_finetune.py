@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +25,6 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    ProgressBar,
     PushButton,
     SpinBox,
 )
@@ -35,6 +36,7 @@ from ..labeling import max_label
 from ..weights import CheckpointError, check_resume_state
 from . import _notify
 from ._layout import StatusLabel
+from ._progress import format_seconds
 from ._prompts import PromptError, check_image, full_resolution
 from ._runner import qt_deleted, wait_until
 
@@ -69,6 +71,47 @@ class FinetuneResult:
     losses: list[tuple[str, int, float]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class FinetunePlan:
+    """How a fine-tuning run is set up.
+
+    Attributes:
+        steps: Steps per network (with a time budget: the upper limit).
+        lr: Peak learning rate.
+        budget_s: Time budget in seconds (0: train ``steps`` steps).
+        holdout: Hold out some objects and keep the weights that score best on them.
+        estimate_only: Only measure a step and report the estimate; train nothing.
+    """
+
+    steps: int
+    lr: float
+    budget_s: float = 0.0
+    holdout: bool = True
+    estimate_only: bool = False
+
+
+def _seconds_per_step(
+    volume: Any, base: Any, networks: tuple[str, ...], lr: float, stop: threading.Event
+) -> float:
+    """Seconds of one training step of all ``networks`` together, measured on ``volume`` (two
+    steps per network into a scratch folder; the second one is timed, the first warms up)."""
+    import tempfile
+
+    from ..training import finetune
+
+    total = 0.0
+    for net in networks:
+        stamps: list[float] = []
+        stamp = partial(lambda out, *_a: out.append(time.perf_counter()), stamps)
+        with tempfile.TemporaryDirectory(prefix="propsam-estimate-") as tmp:
+            finetune(
+                [volume], tmp, base=base, networks=(net,), steps=2, lr=lr,
+                should_stop=stop.is_set, on_progress=stamp,
+            )  # fmt: skip
+        total += stamps[-1] - stamps[0] if len(stamps) >= 2 else 0.0
+    return total
+
+
 def _finetune_work(
     image: Any,
     labels: Any,
@@ -77,27 +120,48 @@ def _finetune_work(
     out_dir: Path,
     base: Any,
     networks: tuple[str, ...],
-    steps: int,
-    lr: float,
+    plan: FinetunePlan,
     stop: threading.Event,
     on_progress: Any,
+    on_estimate: Any,
 ) -> dict[str, Path]:
-    """Worker body: build the training volume and fine-tune (core calls only)."""
-    from ..training import finetune, labelled_from_arrays
+    """Worker body: build the training volume, measure a step if needed, fine-tune (core calls
+    only). Returns ``{network: weights}``: the best on the held-out objects when there are any."""
+    from ..training import finetune, labelled_from_arrays, split_holdout
 
     # Layer data as it is (numpy, zarr or dask): only the annotated objects' region is read.
     volume = labelled_from_arrays(image, labels, spacing, name)
-    logger.info("fine-tuning on %d objects of '%s' into %s", len(volume.targets), name, out_dir)
-    return finetune(
-        [volume],
+    train, held = split_holdout(volume) if plan.holdout else (volume, None)
+    steps = plan.steps
+    if plan.budget_s > 0 or plan.estimate_only:
+        per_step = _seconds_per_step(train, base, networks, plan.lr, stop)
+        if plan.budget_s > 0:
+            steps = max(1, min(steps, int(plan.budget_s / max(per_step, 1e-6))))
+        on_estimate(per_step, steps)
+        if plan.estimate_only:
+            return {}
+    deadline = time.monotonic() + 1.1 * plan.budget_s if plan.budget_s > 0 else None
+    logger.info(
+        "fine-tuning on %d objects of '%s' (%s held out) into %s, %d steps",
+        len(train.targets), name, len(held.targets) if held else 0, out_dir, steps,
+    )  # fmt: skip
+    paths = finetune(
+        [train],
         out_dir,
         base=base,
         networks=networks,
         steps=steps,
-        lr=lr,
-        should_stop=stop.is_set,
+        lr=plan.lr,
+        val_volumes=[held] if held is not None else None,
+        should_stop=lambda: stop.is_set() or (deadline is not None and time.monotonic() > deadline),
         on_progress=on_progress,
     )
+    if held is not None:  # the training loop keeps <network>-best.safetensors by validation
+        for net in list(paths):
+            best = Path(out_dir) / net / f"{net}-best.safetensors"
+            if best.is_file():
+                paths[net] = best
+    return paths
 
 
 class FinetunePanel:
@@ -127,6 +191,17 @@ class FinetunePanel:
         )  # fmt: skip
         self.lr.native.setDecimals(7)
         self.box2mask = CheckBox(text="Also adapt Box2Mask (box prompts)", value=True)
+        self.budget = SpinBox(
+            label="Time budget (min)", value=0, min=0, max=24 * 60,
+            tooltip="Fine-tune for about this many minutes (0: train Steps steps). One step is "
+            "measured first and the steps are set to fit, at most Steps",
+        )  # fmt: skip
+        self.holdout = CheckBox(
+            text="Keep the best on held-out objects",
+            value=True,
+            tooltip="With 3 or more objects: hold out about 1 in 5, train on the rest and keep "
+            "the weights that score best (Dice) on the held-out ones, not the last ones",
+        )
         self.out_dir = FileEdit(
             label="Save to",
             mode="d",
@@ -134,25 +209,40 @@ class FinetunePanel:
             tooltip="Folder for the new weights (a new folder per model; the same folder "
             "continues an interrupted run)",
         )
+        self.estimate_btn = PushButton(
+            text="Estimate time",
+            tooltip="Time one training step on your labels (a few seconds) and show how long "
+            "the chosen Steps would take; nothing is saved",
+        )
         self.button = PushButton(text="Fine-tune")
-        self.cancel_btn = PushButton(text="Cancel", enabled=False)
-        self.progress = ProgressBar(min=0, max=1000, value=0, label="Training")
         self.status = StatusLabel(value="Correct some objects, choose a folder, then Fine-tune.")
         self.container = Container(
             widgets=[
                 self.labels,
                 self.steps,
+                self.budget,
                 self.lr,
                 self.box2mask,
+                self.holdout,
                 self.out_dir,
+                self.estimate_btn,
                 self.button,
-                self.cancel_btn,
-                self.progress,
                 self.status,
             ]
         )
         self.button.changed.connect(lambda: self.start())
-        self.cancel_btn.changed.connect(lambda: self.cancel())
+        self.estimate_btn.changed.connect(lambda: self.start(estimate_only=True))
+        self.estimate: tuple[float, int] | None = None  # (seconds per step, steps) measured
+
+    @property
+    def progress(self) -> Any:
+        """The progress bar (the dock's footer bar, shared with segmentation)."""
+        return self._widget._progress
+
+    @property
+    def cancel_btn(self) -> Any:
+        """The Cancel button (the dock's footer button, shared with segmentation)."""
+        return self._widget._cancel_btn
 
     def _labels_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         # No default layer: training on the wrong one (the uncorrected output, or a sample's
@@ -179,7 +269,7 @@ class FinetunePanel:
         """A fine-tuning run is going."""
         return self._stop is not None
 
-    def _inputs(self) -> tuple[Any, Any, Labels, Path]:
+    def _inputs(self, need_folder: bool = True) -> tuple[Any, Any, Labels, Path | None]:
         """The image layer, the labels data, the labels layer and the output folder, checked."""
         image = check_image(self._widget.image_layer)
         layer = self.labels_layer
@@ -198,6 +288,9 @@ class FinetunePanel:
             )
         # The field's text, not its value: magicgui turns an empty field into the current folder.
         text = str(self.out_dir.line_edit.value).strip()
+        if not need_folder:
+            labels = np.array(layer.data) if isinstance(layer.data, np.ndarray) else layer.data
+            return image, labels, layer, None
         if not text:
             raise PromptError("choose a folder to save the fine-tuned model in ('Save to')")
         out = Path(text).expanduser()
@@ -207,12 +300,16 @@ class FinetunePanel:
         labels = np.array(layer.data) if isinstance(layer.data, np.ndarray) else layer.data
         return image, labels, layer, out
 
-    def start(self, block: bool = False, timeout: float = 3600.0) -> FinetuneResult | None:
+    def start(
+        self, block: bool = False, timeout: float = 3600.0, estimate_only: bool = False
+    ) -> FinetuneResult | None:
         """Fine-tune the selected model on the chosen labels (the *Fine-tune* button).
 
         Args:
             block: Wait (processing Qt events) until training ends.
             timeout: Longest wait in seconds with ``block=True``; training is cancelled after it.
+            estimate_only: Only time one step and show the estimate (*Estimate time*); see
+                :attr:`estimate`.
 
         Returns:
             With ``block=True`` the :class:`FinetuneResult`, else None (see :attr:`result`).
@@ -222,40 +319,36 @@ class FinetunePanel:
             _notify.info("fine-tuning is already running: wait for it or press Cancel")
             return None
         try:
-            image, labels, layer, out = self._inputs()
-        except (ValueError, RuntimeError) as err:
+            image, labels, layer, out = self._inputs(need_folder=not estimate_only)
+            self._networks = ("propmask", "box2mask") if self.box2mask.value else ("propmask",)
+            if out is not None:  # an interrupted run in the folder is continued: check it now
+                for net in self._networks:
+                    check_resume_state(out / net / "last.pt")
+        except (ValueError, RuntimeError, CheckpointError) as err:
             self.status.value = f"Not started: {err}"
             _notify.error(str(err))
             return None
-        self._networks = ("propmask", "box2mask") if self.box2mask.value else ("propmask",)
-        try:  # an interrupted run in the folder is continued: refuse a damaged one up front
-            for net in self._networks:
-                check_resume_state(out / net / "last.pt")
-        except CheckpointError as err:
-            self.status.value = f"Not started: {err}"
-            _notify.error(str(err))
-            return None
-        if (out / "propmask" / "last.pt").is_file():
+        if out is not None and (out / "propmask" / "last.pt").is_file():
             _notify.info(f"'{out}' holds an earlier run: continuing it")
+        plan = FinetunePlan(
+            int(self.steps.value), float(self.lr.value), 60.0 * float(self.budget.value),
+            bool(self.holdout.value), estimate_only,
+        )  # fmt: skip
         self.result = result = FinetuneResult()
         self._stop = stop = threading.Event()
+        self._started = time.monotonic()
         worker = thread_worker(_finetune_work, start_thread=False, ignore_errors=True)(
-            full_resolution(image),
-            labels,
-            tuple(float(s) for s in image.scale),
-            layer.name,
-            out,
-            self._widget.model_spec,
-            self._networks,
-            int(self.steps.value),
-            float(self.lr.value),
-            stop,
-            self._on_progress,
-        )
-        worker.returned.connect(lambda paths: self._on_returned(result, out, paths))
+            full_resolution(image), labels, tuple(float(s) for s in image.scale), layer.name,
+            out, self._widget.model_spec, self._networks, plan, stop, self._on_progress,
+            self._on_estimate,
+        )  # fmt: skip
+        if not estimate_only:
+            worker.returned.connect(lambda paths: self._on_returned(result, out, paths))
         worker.errored.connect(lambda err: self._on_errored(result, err))
-        worker.finished.connect(lambda: self._on_finished(result, out))
-        self._set_busy(True, f"Fine-tuning {' and '.join(self._networks)}…")
+        worker.finished.connect(lambda: self._on_finished(result, out, estimate_only))
+        first = "Timing one step…" if estimate_only or plan.budget_s else "Starting…"
+        self._set_busy(True, f"Fine-tuning {' and '.join(self._networks)}: {first}")
+        self._widget.set_indeterminate(True)  # building the volume, timing a step
         worker.start()
         if block:
             wait_until(lambda: not self.is_running, timeout, self.cancel)
@@ -271,6 +364,18 @@ class FinetunePanel:
         self.status.value = "Cancelling…"
 
     @ensure_main_thread
+    def _on_estimate(self, per_step: float, steps: int) -> None:
+        self.estimate = (float(per_step), int(steps))
+        if qt_deleted(self.status):
+            return
+        total = per_step * steps
+        self.status.value = (
+            f"One step of {' + '.join(self._networks)}: {per_step:.2f} s; {steps} steps: about "
+            f"{format_seconds(total)}"
+        )
+        self._widget._status.value = self.status.value
+
+    @ensure_main_thread
     def _on_progress(self, network: str, step: int, steps: int, loss: float) -> None:
         # Called from the training thread; ensure_main_thread queues it onto the GUI thread.
         if self.result is not None:
@@ -279,9 +384,18 @@ class FinetunePanel:
             return
         pos = self._networks.index(network) if network in self._networks else 0
         frac = (pos + step / max(1, steps)) / max(1, len(self._networks))
+        self._widget.set_indeterminate(False)
         self.progress.value = int(round(1000 * min(frac, 1.0)))
         if self._stop is not None and not self._stop.is_set():
-            self.status.value = f"{network}: step {step}/{steps}, loss {loss:.4f}"
+            if step == 1 or pos != getattr(self, "_net_pos", -1):
+                self._net_pos, self._net_start = pos, time.monotonic()
+            left = ""
+            if step > 1:
+                rate = (time.monotonic() - self._net_start) / (step - 1)
+                rest = (steps - step) * rate * (1 + (len(self._networks) - pos - 1))
+                left = f" · about {format_seconds(rest)} left"
+            self.status.value = f"{network}: step {step}/{steps}, loss {loss:.4f}{left}"
+            self._widget._status.value = f"Fine-tuning {self.status.value}"
 
     def _on_returned(self, result: FinetuneResult, out: Path, paths: dict[str, Path]) -> None:
         result.paths = {k: Path(v) for k, v in paths.items()}
@@ -295,9 +409,14 @@ class FinetunePanel:
         result.error = str(err) or type(err).__name__
         _notify.error(f"fine-tuning failed: {result.error}")
 
-    def _on_finished(self, result: FinetuneResult, out: Path) -> None:
+    def _on_finished(self, result: FinetuneResult, out: Path | None, estimate: bool) -> None:
         self._stop = None
         if qt_deleted(self.status):
+            return
+        self._widget.set_indeterminate(False)
+        if estimate and not (result.error or result.cancelled):
+            self.progress.value = 1000
+            self._set_busy(False, self.status.value)
             return
         if result.error:
             text = f"Failed: {result.error}"
@@ -312,7 +431,9 @@ class FinetunePanel:
 
     def _set_busy(self, busy: bool, text: str) -> None:
         self.button.enabled = not busy
-        self.cancel_btn.enabled = busy
+        self.estimate_btn.enabled = not busy
+        self.cancel_btn.enabled = busy or self._widget.is_running
         if busy:
             self.progress.value = 0
         self.status.value = text
+        self._widget._status.value = text

@@ -54,6 +54,7 @@ from ._settings import Settings
 from ._similar import SimilarPanel
 from ._storage import new_labels_data
 from ._stream import handle
+from ._tooltips import apply_tooltips
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class PropSAMWidget(Container):
         self.native.layout().addWidget(self._tabs)
         self.native.layout().addWidget(self._footer.native)
         keep_width(self.native)  # long layer names and messages must not widen the dock
+        apply_tooltips(self)
 
         self._run_btn.changed.connect(lambda: self.run())
         self._repropagate_btn.changed.connect(lambda: self.repropagate())
@@ -450,6 +452,9 @@ class PropSAMWidget(Container):
     def cancel(self) -> None:
         """Stop the run within about one forward pass; the current object is rolled back."""
         run = self._run
+        if run is None and self.finetune.is_running:  # the footer's Cancel serves both
+            self.finetune.cancel()
+            return
         if run is None or run.stopped:
             return
         run.stopped = True
@@ -554,7 +559,7 @@ class PropSAMWidget(Container):
         self._run_btn.enabled = not busy
         self._repropagate_btn.enabled = not busy
         self.similar.button.enabled = not busy
-        self._cancel_btn.enabled = busy
+        self._cancel_btn.enabled = busy or self.finetune.is_running
         self.set_indeterminate(busy)  # loading the model: no fraction until the first pass
         if busy:
             self._progress.value = 0

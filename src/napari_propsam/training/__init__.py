@@ -32,6 +32,7 @@ __all__ = [
     "finetune",
     "from_synthetic",
     "labelled_from_arrays",
+    "split_holdout",
     "synthetic_factory",
     "train",
     "train_default",
@@ -174,6 +175,34 @@ def labelled_from_arrays(
     ids = tuple(int(i) for i in np.unique(labels) if i != 0)
     sp = tuple(float(s) for s in spacing) if spacing is not None else (1.0, 1.0, 1.0)
     return LabelledVolume(image, labels.astype(np.int32), ids, sp, name)  # type: ignore[arg-type]
+
+
+def split_holdout(
+    volume: LabelledVolume, fraction: float = 0.2, min_objects: int = 3
+) -> tuple[LabelledVolume, LabelledVolume | None]:
+    """Hold out some annotated objects of a volume for validation (choosing the best weights).
+
+    Every ``round(1 / fraction)``-th object by id (at least one) is held out, the rest train;
+    both share the volume's arrays (the other set's objects are just other objects there).
+
+    Args:
+        volume: The annotated volume.
+        fraction: Share of the objects to hold out, 0..1.
+        min_objects: With fewer objects nothing is held out.
+
+    Returns:
+        ``(train, held_out)``; ``held_out`` is None when nothing is held out.
+    """
+    targets = sorted(volume.targets)
+    if len(targets) < max(2, int(min_objects)) or fraction <= 0:
+        return volume, None
+    every = max(2, round(1.0 / fraction))
+    held = tuple(t for i, t in enumerate(targets) if i % every == every // 2) or (targets[-1],)
+    rest = tuple(t for t in targets if t not in held)
+    make = lambda ts, tag: LabelledVolume(  # noqa: E731
+        volume.image, volume.labels, ts, volume.spacing, f"{volume.name} {tag}"
+    )
+    return make(rest, "train"), make(held, "held out")
 
 
 def finetune(
