@@ -30,16 +30,23 @@ def test_measure_sets_features_table_and_exports_csv(env, tmp_path):
     features = out.features
     assert list(features["index"]) == [3, 8] and list(features["label"]) == [3, 8]
     np.testing.assert_allclose(features["volume"], [4000.0, 320.0])
-    assert panel.table.shape == (2, len(result.table))
-    assert panel.table.column_headers[0] == "label"
-    assert [panel.table.data[r, 0] for r in range(2)] == [3, 8]
+    native = panel.table.native
+    assert (native.rowCount(), native.columnCount()) == (2, len(result.table))
+    headers = [native.horizontalHeaderItem(c).text() for c in range(native.columnCount())]
+    assert headers[0] == "label" and headers == panel.headers
+    # units from the layer's scale (napari's units are pixels: the scale's unknown unit)
+    assert "volume (units³)" in headers and "surface_area (units²)" in headers
+    assert "voxel_count (voxels)" in headers and "sphericity" in headers
+    assert [native.item(r, 0).text() for r in range(2)] == ["3", "8"]
 
     path = panel.export_csv(tmp_path / "objects")
     assert path.name == "objects.csv"
     with path.open() as fh:
-        rows = list(csv.DictReader(fh))
-    assert [int(r["label"]) for r in rows] == [3, 8]
-    assert [float(r["volume"]) for r in rows] == [4000.0, 320.0]
+        rows = list(csv.reader(fh))
+    assert rows[0] == headers  # the CSV matches the table: headers and every cell's text
+    table_rows = [[native.item(r, c).text() for c in range(len(headers))] for r in range(2)]
+    assert rows[1:] == table_rows
+    assert [float(r[headers.index("volume (units³)")]) for r in rows[1:]] == [4000.0, 320.0]
 
     # Double-clicking a row selects the object and moves the viewer to its centroid slice.
     panel.table.native.cellDoubleClicked.emit(1, 0)
@@ -75,3 +82,63 @@ def test_measure_without_an_output_layer_is_a_message(env, tmp_path):
     else:
         raise AssertionError("export without a layer must fail")
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_cells_keep_full_precision_and_sort_as_numbers(env):
+    from napari_propsam._widgets._measure_table import NumericItem, cell_text, header
+
+    assert cell_text(np.float64(44660.75)) == "44660.75" and cell_text(np.int64(44661)) == "44661"
+    assert cell_text(np.float64(np.nan)) == "nan"
+    assert header("volume", "µm") == "volume (µm³)" and header("score", "µm") == "score"
+    assert NumericItem("9", 9.0) < NumericItem("10", 10.0)  # not as text ("10" < "9")
+    assert NumericItem("1", 1.0) < NumericItem("nan", float("nan"))  # NaN sorts last
+
+
+def test_score_and_review_slices_sort_jump_and_review_next(env, qtbot):
+    env.widget.measure.auto.value = False
+    add_sketch(env, 0, 24, {1: env.truth[24], 2: np.zeros_like(env.truth[24])})
+    out = new_output(env)
+    show_slice(env.viewer, 0, 24)
+    assert env.widget.run(block=True).ok
+    # a second object that was not segmented in this session
+    out.data[2:5, 2:6, 2:6] = 7
+    panel = env.widget.measure
+    result = panel.measure(block=True)
+    q = env.widget.session.qualities(out)[1]
+    assert list(result.table["label"]) == [1, 7]
+    assert result.table["score"][0] == q.score and np.isnan(result.table["score"][1])
+    assert list(result.table["review slices"]) == [len(q.slices_to_review), -1]
+    assert list(out.features["score"])[0] == q.score
+    assert list(out.features["review_slices"]) == [len(q.slices_to_review), -1]
+    # sortable by score: a click on its header (NaN last either way)
+    native = panel.table.native
+    col = panel.headers.index("score")
+    native.sortItems(col)
+    assert [native.item(r, 0).text() for r in range(2)] == ["1", "7"]
+    assert q.slices_to_review  # the stand-in's run lists slices to review
+    # double-click the review cell: the worst slice of the object
+    show_slice(env.viewer, 0, 0)
+    native.cellDoubleClicked.emit(0, panel.headers.index("review slices (slices)"))
+    assert out.selected_label == 1
+    assert env.viewer.dims.current_step[0] == q.slices_to_review[0].index
+    first = panel.review_next()
+    assert first == (1, q.slices_to_review[0].index)
+    assert env.viewer.dims.current_step[0] == first[1] and "Review 1 of" in panel.status.value
+
+def test_review_next_walks_worst_objects_first(env):
+    from napari_propsam.labeling import ObjectPrompt
+    from napari_propsam.quality import ObjectQuality, ReviewSlice
+
+    out = new_output(env)
+    out.data[10:30, 20:40, 20:40] = 1
+    out.data[10:30, 45:60, 45:60] = 2
+    session = env.widget.session
+    good = ObjectQuality(0.9, (ReviewSlice(12, "area jump", 3.0),), {})
+    bad = ObjectQuality(0.4, (ReviewSlice(20, "vote disagreement", 9.0),
+                              ReviewSlice(15, "end cut", 2.0)), {})  # fmt: skip
+    session.record(out, ObjectPrompt(0, 15, 1), good)
+    session.record(out, ObjectPrompt(0, 15, 2), bad)
+    panel = env.widget.measure
+    seen = [panel.review_next() for _ in range(4)]
+    assert seen == [(2, 20), (2, 15), (1, 12), (2, 20)]  # worst object first, then wraps
+    assert out.selected_label == 2 and env.viewer.dims.current_step[0] == 20

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import CheckBox, Container, PushButton, Table
@@ -23,6 +23,7 @@ from napari.qt.threading import thread_worker
 from ..measure import measure_labels, write_measurements_csv
 from . import _notify
 from ._layout import StatusLabel
+from ._measure_table import REVIEW, fill, go_to, header, length_unit, row_label, with_quality
 from ._prompts import PromptError, full_resolution
 from ._runner import qt_deleted, wait_until
 
@@ -48,13 +49,6 @@ class Measurement:
         return len(self.table["label"]) if "label" in self.table else 0
 
 
-def _cell(value: Any) -> Any:
-    """Table text: integers as they are, floats to 4 significant digits."""
-    if isinstance(value, float | np.floating):
-        return f"{float(value):.4g}"
-    return int(value) if isinstance(value, np.integer) else value
-
-
 class MeasurePanel:
     """Widgets and state of the *Measure* tab.
 
@@ -69,14 +63,23 @@ class MeasurePanel:
         self.button = PushButton(text="Measure", tooltip="Measure every object of the output")
         self.auto = CheckBox(text="Measure after each run", value=True)
         self.export = PushButton(text="Export CSV…")
+        self.review_btn = PushButton(
+            text="Review next",
+            tooltip="Go to the next slice worth a look: the worst slices of the objects with the "
+            "lowest score first (objects segmented in this session)",
+        )
+        self._review_pos = -1
         self.status = StatusLabel(value="Measure the objects of the output layer.")
         self.table = Table(value={"label": []})
         self.table.read_only = True
         self.table.native.setMinimumHeight(160)
         self.table.native.cellDoubleClicked.connect(self._go_to_row)
+        #: The table's headers (with units), as in the exported CSV.
+        self.headers: list[str] = []
         self.container = Container(
-            widgets=[self.button, self.auto, self.export, self.status, self.table]
+            widgets=[self.button, self.auto, self.export, self.review_btn, self.status, self.table]
         )
+        self.review_btn.changed.connect(lambda: self.review_next())
         self.button.changed.connect(lambda: self.measure())
         self.export.changed.connect(self._export_dialog)
         widget.run_finished_callbacks.append(self._after_run)
@@ -135,14 +138,17 @@ class MeasurePanel:
             self.measure()
 
     def _on_returned(self, layer: Labels, table: dict[str, np.ndarray]) -> None:
+        table = with_quality(table, self._widget.session.qualities(layer))
         self.last = Measurement(layer, table)
         if qt_deleted(self.table):
             return
         # napari maps a Labels layer's feature rows to label values through the "index" column.
         import pandas as pd
 
-        layer.features = pd.DataFrame({"index": table["label"], **table})
-        self.table.value = {k: [_cell(v) for v in col] for k, col in table.items()}
+        feats = {k.replace(" ", "_"): v for k, v in table.items()}
+        layer.features = pd.DataFrame({"index": table["label"], **feats})
+        self.unit = length_unit(self._widget.image_layer or layer)
+        self.headers = fill(self.table.native, table, self.unit)
         self.status.value = f"{len(self.last)} object(s) in '{layer.name}'."
 
     def _on_errored(self, err: Exception) -> None:
@@ -169,7 +175,8 @@ class MeasurePanel:
         path = Path(path)
         if path.suffix.lower() != ".csv":
             path = path.with_suffix(".csv")
-        write_measurements_csv(self.last.table, path)
+        unit = getattr(self, "unit", "units")
+        write_measurements_csv({header(k, unit): v for k, v in self.last.table.items()}, path)
         self.status.value = f"Wrote {len(self.last)} row(s) to {path}."
         return path
 
@@ -187,14 +194,47 @@ class MeasurePanel:
             except (OSError, ValueError) as err:
                 _notify.error(str(err))
 
-    def _go_to_row(self, row: int, _column: int = 0) -> None:
-        """Select the row's label and move the viewer to its centroid slice."""
+    def _go_to_row(self, row: int, column: int = 0) -> None:
+        """Select the row's label and move the viewer to its centroid slice, or, in the review
+        column, to its worst slice to review."""
         last = self.last
-        if last is None or not 0 <= row < len(last):
+        label = row_label(self.table.native, row)
+        if last is None or label is None:
             return
-        layer = last.layer
-        layer.selected_label = int(last.table["label"][row])
-        centroid = [float(last.table[f"centroid_{a}"][row]) for a in "zyx"]
-        world = np.asarray(layer.data_to_world(centroid), dtype=float)
-        dims = self._widget.viewer.dims
-        dims.set_point(tuple(range(dims.ndim - len(world), dims.ndim)), tuple(world))
+        if list(last.table)[column] == REVIEW:
+            q = self._widget.session.qualities(last.layer).get(label)
+            if q is not None and q.slices_to_review:
+                self._show_slice(label, q.axis, q.slices_to_review[0].index)
+                return
+        i = int(np.flatnonzero(np.asarray(last.table["label"]) == label)[0])
+        centroid = [float(last.table[f"centroid_{a}"][i]) for a in "zyx"]
+        go_to(self._widget.viewer, last.layer, label, centroid)
+
+    def _show_slice(self, label: int, axis: int, index: int) -> None:
+        layer = self._widget.output_layer if self.last is None else self.last.layer
+        rec = self._widget.session.get(layer, label)
+        point = list(np.asarray(self._widget.viewer.dims.point, float)[-3:])
+        point = [float(v) for v in layer.world_to_data(point)]
+        point[axis] = float(index)
+        go_to(self._widget.viewer, layer, label, point, axis=axis if rec else None)
+
+    def review_next(self) -> tuple[int, int] | None:
+        """Go to the next slice to review (the *Review next* button).
+
+        Returns:
+            ``(label id, slice index)`` shown, or None when nothing is listed for review.
+        """
+        layer = self._widget.output_layer
+        queue = [] if layer is None else self._widget.session.review_queue(layer)
+        if not queue:
+            self.status.value = "Nothing to review: no object of this session lists a slice."
+            return None
+        self._review_pos = (self._review_pos + 1) % len(queue)
+        label, axis, item = queue[self._review_pos]
+        self._show_slice(label, axis, item.index)
+        q = self._widget.session.qualities(layer)[label]
+        self.status.value = (
+            f"Review {self._review_pos + 1} of {len(queue)}: label {label} (score "
+            f"{q.score:.2f}), slice {item.index} along axis {axis}: {item.reason}"
+        )
+        return label, item.index
