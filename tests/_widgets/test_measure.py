@@ -46,6 +46,16 @@ def test_measure_sets_features_table_and_exports_csv(env, tmp_path):
     assert rows[0] == headers  # the CSV matches the table: headers and every cell's text
     table_rows = [[native.item(r, c).text() for c in range(len(headers))] for r in range(2)]
     assert rows[1:] == table_rows
+    # what is drawn is that text too (magicgui's own delegate would round it)
+    from qtpy.QtCore import QLocale, Qt
+
+    shown = [
+        native.itemDelegate().displayText(native.item(r, c).data(Qt.ItemDataRole.DisplayRole),
+                                          QLocale())
+        for r in range(2) for c in range(len(headers))
+    ]  # fmt: skip
+    assert shown == [t for row in table_rows for t in row]
+    assert any(len(t.split(".")[-1]) > 4 for t in shown)  # e.g. a surface area, unrounded
     assert [float(r[headers.index("volume (units³)")]) for r in rows[1:]] == [4000.0, 320.0]
 
     # Double-clicking a row selects the object and moves the viewer to its centroid slice.

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import QStyledItemDelegate, QTableWidget, QTableWidgetItem
 
 from ..measure import COLUMN_UNITS
 from ..quality import ObjectQuality
@@ -92,6 +92,10 @@ def fill(table: QTableWidget, columns: Mapping[str, np.ndarray], unit: str) -> l
     names = list(columns)
     headers = [header(c, unit) for c in names]
     n = len(columns[names[0]]) if names else 0
+    if type(table.itemDelegate()) is not QStyledItemDelegate:
+        # magicgui's delegate shows numbers with 4 decimals or 4 significant digits
+        # (44660.75 as 4.466e+04): show the cell's text, i.e. the CSV's, as it is
+        table.setItemDelegate(QStyledItemDelegate(table))
     table.setSortingEnabled(False)
     table.clear()
     table.setColumnCount(len(names))
