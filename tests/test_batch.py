@@ -159,10 +159,10 @@ def test_sparse_labels_prompt_every_painted_slice_of_an_id() -> None:
 
 def test_sparse_labels_refuse_an_id_painted_apart() -> None:
     labels = sketches_volume()
-    labels[20, 40:44, 40:44] = 7  # far from id 7's sketch on slice 9
+    labels[10, 40:44, 40:44] = 7  # next to id 7's sketch on slice 9, but far from it in-plane
     with pytest.raises(
         ValueError,
-        match=r"label 7 \(id 7\): the prompts on slices 9 and 20 do "
+        match=r"label 7 \(id 7\): the prompts on slices 9 and 10 do "
         "not overlap in projection",
     ):
         prompts_from_sketches(labels, 0, SHAPE)

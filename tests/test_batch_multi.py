@@ -73,8 +73,8 @@ def test_csv_rows_with_one_id_are_one_object(tmp_path: Path) -> None:
         ("1,0,12,6,6,18,18,\n1,0,12,7,7,18,18,\n", r"line 3: id 1 already has a prompt on slice "
          r"12 \(line 2\)"),
         ("1,0,12,6,6,18,18,\n1,0,9,,,,,7\n", r"line 3: id 1 mixes a box with a label"),
-        ("1,0,12,6,6,18,18,\n1,0,9,30,30,40,40,\n", r"lines 2, 3 \(id 1\): the prompts on slices "
-         r"9 and 12 do not overlap in projection"),
+        ("1,0,12,6,6,18,18,\n1,0,11,36,36,46,46,\n", r"lines 2, 3 \(id 1\): the prompts on "
+         r"slices 11 and 12 do not overlap in projection"),
     ],
 )  # fmt: skip
 def test_csv_rows_of_one_id_must_fit_together(tmp_path: Path, rows: str, message: str) -> None:

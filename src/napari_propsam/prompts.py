@@ -98,21 +98,33 @@ def _count(prompts: Any) -> int | None:
     return None
 
 
-def _check_apart(indices: list[int], regions: list[Box]) -> None:
+def check_apart(indices: list[int], regions: list[Box]) -> None:
     """Refuse prompts whose regions do not overlap in projection: likely different objects.
 
-    Each region is widened by half its size first, so a structure that drifts a little between
-    prompt slices still counts as one object.
+    Consecutive prompts (by slice) are compared. Each region is widened by half its size per
+    slice between them (a structure may drift by about half its width from one slice to the
+    next, as an oblique tube in a thick-slice stack does), so only prompts that no single
+    object could join are refused.
+
+    Args:
+        indices: Prompt slices.
+        regions: ``(row0, col0, row1, col1)`` bounding box of each prompt in its plane.
+
+    Raises:
+        ValueError: two consecutive prompts too far apart; the message names their slices.
     """
     order = np.argsort(indices)
     for a, b in zip(order, order[1:], strict=False):
         (r0, c0, r1, c1), (s0, d0, s1, d1) = regions[a], regions[b]
-        mr, mc = max(r1 - r0, s1 - s0) // 2, max(c1 - c0, d1 - d0) // 2
+        gap = abs(int(indices[b]) - int(indices[a]))
+        mr = math.ceil(max(r1 - r0, s1 - s0) / 2 * gap)
+        mc = math.ceil(max(c1 - c0, d1 - d0) / 2 * gap)
         if r1 + mr <= s0 or s1 + mr <= r0 or c1 + mc <= d0 or d1 + mc <= c0:
             raise ValueError(
                 f"the prompts on slices {indices[a]} and {indices[b]} do not overlap in "
-                "projection, so they probably mark different objects; segment each object "
-                "on its own, or check the slice indices"
+                "projection, even allowing the object to drift by half its size per slice, so "
+                "they probably mark different objects; segment each object on its own, or "
+                "check the slice indices"
             )
 
 
@@ -198,12 +210,12 @@ def collect_prompts(
     indices = [indices[i] for i in order]
     if box is not None:
         boxes = [normalize_box(check_box(prompts[i]), plane_shape) for i in order]
-        _check_apart(indices, boxes)
+        check_apart(indices, boxes)
         return indices, boxes, None
     masks = [prepare_mask(check_mask(prompts[i]), plane_shape) for i in order]
     regions = []
     for m in masks:
         rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
         regions.append((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1))
-    _check_apart(indices, regions)
+    check_apart(indices, regions)
     return indices, None, masks

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..labeling import ObjectPrompt
-from ..prompts import _check_apart, normalize_box
+from ..prompts import check_apart, normalize_box
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def _check_several(p: BatchPrompt, regions: list[tuple[int, int, int, int]]) -> 
             f"{p.label}: the prompts of one object must be all boxes or all sketches (labels)"
         )
     try:
-        _check_apart(indices, regions)
+        check_apart(indices, regions)
     except ValueError as err:
         raise ValueError(f"{p.label} (id {p.label_id}): {err}") from None
 
