@@ -129,6 +129,13 @@ def main() -> None:
         f"(target <= 0.5) | longest stall {max(r['longest_stall_ms'] for r in warm):.0f} ms "
         "(target <= 200)"
     )
+    # Let the last worker's finished signal land before its owner is deleted.
+    from qtpy.QtCore import QCoreApplication
+
+    end = time.perf_counter() + 0.5
+    while time.perf_counter() < end:
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
     viewer.close()
 
 
