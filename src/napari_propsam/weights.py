@@ -52,6 +52,27 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, or does not match the network it is loaded into."""
 
 
+def _shape_mismatch(
+    expected: Mapping[str, tuple[int, ...]], given: Mapping[str, tuple[int, ...]]
+) -> str:
+    """What differs between a model's parameter shapes and a checkpoint's ("" if nothing)."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong = sorted(
+        f"{k}: checkpoint {given[k]} vs model {expected[k]}"
+        for k in set(given) & set(expected)
+        if given[k] != expected[k]
+    )
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys, e.g. {missing[:5]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[:5]}")
+    if wrong:
+        parts.append(f"{len(wrong)} shape mismatches, e.g. {wrong[:3]}")
+    return "; ".join(parts)
+
+
 @dataclass
 class LoadedNetwork:
     """A network with its weights and what its checkpoint says about it."""
@@ -168,23 +189,12 @@ def _check_shapes(
         for name, canonical in _alias_names(model).items():
             if name not in given and canonical in given:
                 given[name] = given[canonical]
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    wrong = sorted(
-        f"{k}: checkpoint {given[k]} vs model {expected[k]}"
-        for k in set(given) & set(expected)
-        if given[k] != expected[k]
+    problems = _shape_mismatch(
+        {k: tuple(v) for k, v in expected.items()}, {k: tuple(v) for k, v in given.items()}
     )
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys, e.g. {missing[:5]}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[:5]}")
-        if wrong:
-            parts.append(f"{len(wrong)} shape mismatches, e.g. {wrong[:3]}")
+    if problems:
         raise CheckpointError(
-            f"checkpoint {source} does not match the architecture it declares: " + "; ".join(parts)
+            f"checkpoint {source} does not match the architecture it declares: {problems}"
         )
 
 
@@ -227,24 +237,12 @@ def _json_field(meta: Mapping[str, str], key: str, source: str) -> Any:
 def _load_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
     """``load_state_dict(strict=True)`` with an error that names what does not fit."""
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(state) & set(expected)
-        if tuple(state[k].shape) != tuple(expected[k].shape)
+    problems = _shape_mismatch(
+        {k: tuple(v.shape) for k, v in expected.items()},
+        {k: tuple(v.shape) for k, v in state.items()},
     )
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys, e.g. {missing[:5]}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[:5]}")
-        if wrong:
-            parts.append(f"{len(wrong)} shape mismatches, e.g. {wrong[:3]}")
-        raise CheckpointError(
-            f"checkpoint {source} does not match the network: " + "; ".join(parts)
-        )
+    if problems:
+        raise CheckpointError(f"checkpoint {source} does not match the network: {problems}")
     try:
         model.load_state_dict(dict(state), strict=True)
     except (RuntimeError, TypeError, ValueError) as err:  # e.g. a dtype torch cannot copy
