@@ -101,3 +101,12 @@ def test_updates_carry_agreement_and_the_last_final_one_the_quality():
     assert any(u.agreement is not None and u.agreement < 1 for u in streamed)
     finals = [u for u in ups if u.final]
     assert finals[-1].quality is not None and all(u.quality is None for u in finals[:-1])
+
+
+def test_segment_roi_with_quality_matches_segment():
+    image, truth = ellipsoid_volume(shape=(40, 48, 48), center=(20, 24, 24), radii=(12, 10, 10))
+    kw = dict(slice_index=20, mask=truth[20], predictor=ThresholdPredictor(), thickness=3)
+    roi, q = ps.segment_roi(image, with_quality=True, **kw)
+    full, qs = ps.segment(image, with_quality=True, **kw)
+    assert np.array_equal(roi.to_volume(image.shape), full)
+    assert q is not None and q.score == qs.score

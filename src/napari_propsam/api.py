@@ -411,8 +411,9 @@ def segment_roi(
     spacing: float | Sequence[float] | None = None,
     model: ModelSpec = None,
     device: str | torch.device | None = None,
+    with_quality: bool = False,
     **options: Any,
-) -> ObjectROI:
+) -> ObjectROI | tuple[ObjectROI, ObjectQuality | None]:
     """Segment one 3D object, returning only its bounding box and the mask inside it.
 
     Same arguments as :func:`segment` (``image`` is ``(Z, Y, X)``; ``box`` is
@@ -422,7 +423,8 @@ def segment_roi(
 
     Returns:
         :class:`ObjectROI`: ``bbox`` (three ``(z, y, x)`` slices) and ``mask`` (bool, bbox
-        shape). ``roi.to_volume(image.shape)`` equals ``segment(...)``.
+        shape). ``roi.to_volume(image.shape)`` equals ``segment(...)``. With
+        ``with_quality=True``, ``(roi, quality)`` as :func:`segment` gives it.
 
     Raises:
         ValueError: bad image, prompt, index, axis or spacing (as :func:`propagate`).
@@ -441,4 +443,7 @@ def segment_roi(
     # Only final updates matter: the engine sends exactly one per reached slice, after the
     # connected-component filter, so earlier streamed windows can be dropped as they come.
     finals = [u for u in gen if u.final]
-    return _roi_from_updates(finals, image.shape)
+    roi = _roi_from_updates(finals, image.shape)
+    if with_quality:
+        return roi, next((u.quality for u in reversed(finals) if u.quality is not None), None)
+    return roi

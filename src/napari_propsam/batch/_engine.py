@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..api import ObjectROI, _check_spacing, _roi_from_updates, propagate
+from ..api import ObjectROI, _check_spacing, segment_roi
 from ..config import BoxConfig, PropagationConfig, split_options
 from ..device import tune_malloc
 from ..labeling import ObjectPrompt
@@ -169,27 +169,21 @@ def run_task(task: _Task) -> ObjectResult:
         where = {"slice_index": p.index, "box": p.box, "mask": p.plane_mask(plane)}
     start = time.perf_counter()
     try:
-        # propagate rather than segment_roi: the last final update carries the quality report.
-        finals = [
-            u
-            for u in propagate(
-                image,
-                axis=p.axis,
-                spacing=task.spacing,
-                model=task.model,
-                device=task.device,
-                config=task.config,
-                box_config=task.box_config,
-                **where,
-            )
-            if u.final
-        ]
-        roi = _roi_from_updates(finals, image.shape)
+        roi, quality = segment_roi(
+            image,
+            axis=p.axis,
+            spacing=task.spacing,
+            model=task.model,
+            device=task.device,
+            config=task.config,
+            box_config=task.box_config,
+            with_quality=True,
+            **where,
+        )
     except CheckpointError:
         raise
     except ValueError as err:  # this prompt's problem (e.g. Box2Mask finds no object)
         return ObjectResult(p.label_id, None, str(err), time.perf_counter() - start, task.digest)
-    quality = next((u.quality for u in reversed(finals) if u.quality is not None), None)
     seconds = time.perf_counter() - start
     return ObjectResult(p.label_id, roi, None, seconds, task.digest, quality)
 
