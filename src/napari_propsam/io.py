@@ -515,3 +515,11 @@ __all__ = [
     "register_ome_zarr_labels",
     "write_volume",
 ]
+
+
+def labels_dtype(max_id: int) -> np.dtype:
+    """Smallest unsigned integer dtype holding label id ``max_id`` (uint8 up to 255, ...)."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if max_id <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.uint64)

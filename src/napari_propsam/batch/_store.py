@@ -29,6 +29,7 @@ from ..io import (
     create_zarr_array,
     finish_ome_zarr,
     is_ome_zarr_path,
+    labels_dtype,
     register_ome_zarr_labels,
 )
 from ..quality import ObjectQuality
@@ -298,14 +299,6 @@ def finished_ids(
         else:
             logger.info("%s: its prompt changed since the part was stored; recomputing", p.label)
     return done
-
-
-def labels_dtype(max_id: int) -> np.dtype:
-    """Smallest unsigned integer dtype holding ``max_id``."""
-    for dt in (np.uint8, np.uint16, np.uint32):
-        if max_id <= np.iinfo(dt).max:
-            return np.dtype(dt)
-    return np.dtype(np.uint64)
 
 
 def _open_target(

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import read_volume, write_volume
+from ..io import labels_dtype, read_volume, write_volume
 from ._common import add_engine_options, engine_configs, image_spacing
 from ._output import BATCH_SUFFIXES, VOLUME_SUFFIXES, check_label, check_output
-from ._similar import _labels_dtype
 
 logger = logging.getLogger("napari_propsam")
 
@@ -75,7 +74,7 @@ def _cmd_single(args: argparse.Namespace) -> int:
         device=args.device,
         **{f.name: getattr(prop, f.name) for f in fields(prop)},
     )
-    dtype = _labels_dtype(label)  # uint8 up to 255, uint16 up to 65535, else uint32
+    dtype = labels_dtype(label)  # uint8 up to 255, uint16 up to 65535, else uint32
     write_volume(out_path, out.astype(dtype) * dtype.type(label), spacing)
     logger.info("wrote %s (%d voxels, label %d, %s)", out_path, int(out.sum()), label, dtype)
     return 0

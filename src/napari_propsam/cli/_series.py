@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import read_volume, write_volume
+from ..io import labels_dtype, read_volume, write_volume
 from ._common import add_engine_options, engine_configs
 from ._output import check_output
-from ._similar import _labels_dtype
 
 logger = logging.getLogger("napari_propsam")
 
@@ -85,7 +84,7 @@ def cmd_series(args: argparse.Namespace) -> int:
     stack = out.suffix.lower() in _STACK_SUFFIXES
     result = np.zeros(images.shape[:3], np.int32)
     top = max(int(np.max(a)) for a in annotations.values()) if annotations else 1
-    dtype = _labels_dtype(top)
+    dtype = labels_dtype(top)
     if not stack:
         out.mkdir(parents=True, exist_ok=True)
     for upd in propagate_series_stream(

@@ -14,20 +14,12 @@ from dataclasses import fields
 
 import numpy as np
 
-from ..io import read_volume, write_volume
+from ..io import labels_dtype, read_volume, write_volume
 from ..similar import SimilarConfig
 from ._common import add_engine_options, engine_configs, image_spacing
 from ._output import BATCH_SUFFIXES, VOLUME_SUFFIXES, check_output
 
 logger = logging.getLogger("napari_propsam")
-
-
-def _labels_dtype(top: int) -> np.dtype:
-    """Smallest unsigned dtype holding label ``top``."""
-    for dt in (np.uint8, np.uint16, np.uint32):
-        if top <= np.iinfo(dt).max:
-            return np.dtype(dt)
-    return np.dtype(np.uint64)
 
 
 def _similar_config(args: argparse.Namespace) -> SimilarConfig:
@@ -103,7 +95,7 @@ def cmd_find_similar(args: argparse.Namespace) -> int:
         return 0
     labels = find_similar(image, propagate_3d=not args.no_3d, **common)
     top = int(labels.max())
-    write_volume(out_path, labels.astype(_labels_dtype(top)), spacing)
+    write_volume(out_path, labels.astype(labels_dtype(top)), spacing)
     n = len(np.unique(labels)) - (1 if (labels == 0).any() else 0)
     print(f"{n} object(s) (examples included) -> {out_path}")
     return 0
