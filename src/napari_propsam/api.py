@@ -23,6 +23,7 @@ from .prompts import collect_prompts, normalize_box
 from .propagation import SliceUpdate, prompt_bounds, propagate_mask
 from .quality import ObjectQuality
 from .registry import ModelSpec, resolve_model
+from .transforms import mask_bbox
 from .volume import SliceReader
 
 logger = logging.getLogger(__name__)
@@ -381,10 +382,10 @@ def _roi_from_updates(updates: Sequence[SliceUpdate], shape: Sequence[int]) -> O
     for u in updates:
         r0, c0 = (int(v) for v in u.offset)
         m = np.asarray(u.mask, bool)[: max(0, h_plane - r0), : max(0, w_plane - c0)]
-        rows, cols = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
-        if rows.size:
-            m = m[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-            pieces.append((int(u.index), r0 + int(rows[0]), c0 + int(cols[0]), m))
+        box = mask_bbox(m)
+        if box is not None:
+            br0, bc0, br1, bc1 = box
+            pieces.append((int(u.index), r0 + br0, c0 + bc0, m[br0 : br1 + 1, bc0 : bc1 + 1]))
     if not pieces:
         return empty
     s0 = min(p[0] for p in pieces)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from .transforms import mask_bbox
+
 logger = logging.getLogger(__name__)
 
 Box = tuple[int, int, int, int]
@@ -215,7 +217,7 @@ def collect_prompts(
     masks = [prepare_mask(check_mask(prompts[i]), plane_shape) for i in order]
     regions = []
     for m in masks:
-        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-        regions.append((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1))
+        r0, c0, r1, c1 = mask_bbox(m)  # type: ignore[misc]  # prepare_mask refuses empty masks
+        regions.append((r0, c0, r1 + 1, c1 + 1))
     check_apart(indices, regions)
     return indices, None, masks

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..labeling import ObjectPrompt
 from ..prompts import check_apart, normalize_box
+from ..transforms import mask_bbox
 
 logger = logging.getLogger(__name__)
 
@@ -143,12 +144,11 @@ def crop_to_content(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     Returns:
         ``(crop (h, w) bool, (row0, col0))``; an empty mask gives a ``(0, 0)`` crop at (0, 0).
     """
-    rows = np.nonzero(mask.any(axis=1))[0]
-    cols = np.nonzero(mask.any(axis=0))[0]
-    if rows.size == 0:
+    box = mask_bbox(mask)
+    if box is None:
         return np.zeros((0, 0), bool), (0, 0)
-    crop = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    return np.ascontiguousarray(crop, dtype=bool), (int(rows[0]), int(cols[0]))
+    r0, c0, r1, c1 = box
+    return np.ascontiguousarray(mask[r0 : r1 + 1, c0 : c1 + 1], dtype=bool), (r0, c0)
 
 
 def plane_shape_of(shape: Sequence[int], axis: int) -> tuple[int, int]:
@@ -208,8 +208,8 @@ def _check_entry(
         raise ValueError(f"{where}: the sketch on slice {e.index} is empty")
     if r0 < 0 or c0 < 0 or r0 + h > plane[0] or c0 + w > plane[1]:
         raise ValueError(f"{where}: the sketch does not fit the slice plane {plane}")
-    rows, cols = np.flatnonzero(e.mask.any(axis=1)), np.flatnonzero(e.mask.any(axis=0))
-    return r0 + int(rows[0]), c0 + int(cols[0]), r0 + int(rows[-1]) + 1, c0 + int(cols[-1]) + 1
+    br0, bc0, br1, bc1 = mask_bbox(e.mask)  # type: ignore[misc]  # not empty: checked above
+    return r0 + br0, c0 + bc0, r0 + br1 + 1, c0 + bc1 + 1
 
 
 def _check_several(p: BatchPrompt, regions: list[tuple[int, int, int, int]]) -> None:
