@@ -8,8 +8,6 @@ left after removing that axis (for ``axis=1`` the plane is ``(Z, X)``). Boxes ar
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +22,7 @@ from .propagation import SliceUpdate, prompt_bounds, propagate_mask
 from .quality import ObjectQuality
 from .registry import ModelSpec, resolve_model
 from .transforms import mask_bbox
+from .validation import check_all_finite, check_box, check_index, check_mask, check_spacing
 from .volume import SliceReader
 
 logger = logging.getLogger(__name__)
@@ -40,89 +39,6 @@ __all__ = [
     "segment",
     "segment_roi",
 ]
-
-
-def _check_spacing(spacing: Any) -> tuple[float, float, float] | None:
-    if spacing is None:
-        return None
-    try:
-        vals = np.atleast_1d(np.asarray(spacing, dtype=float))
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"spacing must be a positive number or 3 numbers (z, y, x), got {spacing!r}"
-        ) from None
-    if vals.size == 1:
-        vals = np.repeat(vals, 3)
-    if vals.shape != (3,):
-        raise ValueError(
-            f"spacing must have 3 values (z, y, x), got {np.asarray(spacing).tolist()}"
-        )
-    if not np.all(np.isfinite(vals)) or np.any(vals <= 0):
-        raise ValueError(f"spacing must be positive and finite, got {vals.tolist()}")
-    return tuple(float(v) for v in vals)  # type: ignore[return-value]
-
-
-def _check_index(slice_index: Any, n: int, axis: int) -> int:
-    whole = (
-        isinstance(slice_index, numbers.Real)
-        and not isinstance(slice_index, bool | np.bool_)
-        and math.isfinite(float(slice_index))
-        and float(slice_index).is_integer()
-    )
-    if not whole:
-        raise ValueError(
-            f"slice_index must be a whole number, the prompt slice along axis {axis} "
-            f"(0..{n - 1}), got {slice_index!r}"
-        )
-    idx = int(slice_index)
-    if not 0 <= idx < n:
-        raise ValueError(f"slice_index {idx} is out of range for axis {axis} with {n} slices")
-    return idx
-
-
-def _check_box(box: Any) -> tuple[float, float, float, float]:
-    """``box`` as 4 floats, or a ValueError that says what a box is."""
-    expected = "box must be 4 numbers (row0, col0, row1, col1) in the prompt plane"
-    if isinstance(box, str | bytes):
-        raise ValueError(f"{expected}, got {box!r}")
-    try:
-        vals = np.asarray(box, dtype=float).ravel()
-    except (TypeError, ValueError):
-        raise ValueError(f"{expected}, got {box!r}") from None
-    if vals.size != 4:
-        raise ValueError(f"{expected}, got {vals.size} numbers: {box!r}")
-    if not np.all(np.isfinite(vals)):
-        raise ValueError(f"{expected}, finite; got {box!r}")
-    return tuple(float(v) for v in vals)  # type: ignore[return-value]
-
-
-def _check_mask(mask: Any, plane_shape: tuple[int, int]) -> np.ndarray:
-    """``mask`` as an array of booleans or numbers of the plane's shape, else a ValueError."""
-    arr = np.asarray(mask)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(
-            f"mask must be a 2D array of booleans or numbers (non-zero = object) of the plane's "
-            f"shape {tuple(plane_shape)}, got dtype {arr.dtype} ({type(mask).__name__})"
-        )
-    if arr.shape != tuple(plane_shape):
-        raise ValueError(
-            f"mask must have the prompt plane's shape {tuple(plane_shape)}, got shape {arr.shape}"
-        )
-    return arr
-
-
-def _check_all_finite(image: Any) -> None:
-    """In-memory float volumes are checked whole up front; lazy ones block by block as read.
-
-    A ``np.memmap`` counts as lazy: checking it whole would read the entire file from disk.
-    """
-    if (
-        isinstance(image, np.ndarray)
-        and not isinstance(image, np.memmap)
-        and image.dtype.kind == "f"
-    ):
-        if not np.isfinite(image).all():
-            raise ValueError("image contains NaN or Inf values; replace them, e.g. np.nan_to_num")
 
 
 def box_to_mask(
@@ -244,13 +160,13 @@ def propagate(
         reader.plane_shape,
         reader.shape,
         reader.axis,
-        lambda i: _check_index(i, reader.n_slices, reader.axis),
-        _check_box,
-        lambda m: _check_mask(m, reader.plane_shape),
+        lambda i: check_index(i, reader.n_slices, reader.axis),
+        check_box,
+        lambda m: check_mask(m, reader.plane_shape),
     )
-    sp = _check_spacing(spacing)
+    sp = check_spacing(spacing)
     prop_cfg, box_cfg = split_options(options, config, box_config)
-    _check_all_finite(image)
+    check_all_finite(image)
     bounds = None if masks is None else prompt_bounds(reader, indices, masks, prop_cfg)
     predictor, b2m = _predictors(model, device, predictor, boxes is not None)
     along = None if sp is None else sp[reader.axis]

@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..api import ObjectROI, _check_spacing, segment_roi
+from ..api import ObjectROI, segment_roi
 from ..config import BoxConfig, PropagationConfig, split_options
 from ..device import tune_malloc
 from ..labeling import ObjectPrompt
 from ..quality import ObjectQuality
 from ..registry import ModelBundle, ModelSpec, resolve_model
+from ..validation import check_spacing
 from ..volume import check_volume
 from ..weights import CheckpointError
 from ._prompts import BatchPrompt, plane_shape_of, validate_prompts
@@ -263,7 +264,7 @@ def plan_batch(
         raise FileNotFoundError(f"image not found: {image_path}")
     image = _open_image(str(path))
     shape = check_volume(image)
-    sp = _check_spacing(spacing)
+    sp = check_spacing(spacing)
     try:
         prop_cfg, box_cfg = split_options(options, config, box_config)
     except TypeError as err:

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..api import _check_all_finite, _check_index, _check_spacing
 from ..config import BoxConfig, PropagationConfig
 from ..labeling import (
     ObjectEdit,
@@ -30,6 +29,7 @@ from ..labeling import (
 from ..predictors import Box2MaskPredictor, MaskPropagator, PropMaskPredictor
 from ..prompts import normalize_box
 from ..registry import ModelBundle, ModelSpec, resolve_model
+from ..validation import check_all_finite, check_index, check_spacing
 from ..volume import SliceReader
 from ._search import (
     SimilarConfig,
@@ -84,7 +84,7 @@ def _examples_on_slice(
     if examples_mask is None:
         if slice_index is None:
             raise ValueError("slice_index is required with box examples or a 2D examples_mask")
-        return _check_index(slice_index, reader.n_slices, reader.axis), None
+        return check_index(slice_index, reader.n_slices, reader.axis), None
     arr = np.asarray(examples_mask)
     if arr.ndim == 2:
         if arr.shape != reader.plane_shape:
@@ -94,7 +94,7 @@ def _examples_on_slice(
             )
         if slice_index is None:
             raise ValueError("slice_index is required with a 2D examples_mask")
-        return _check_index(slice_index, reader.n_slices, reader.axis), arr
+        return check_index(slice_index, reader.n_slices, reader.axis), arr
     if arr.ndim != 3 or arr.shape != reader.shape:
         raise ValueError(
             f"examples_mask must be the 2D slice plane {reader.plane_shape} or a 3D volume of the "
@@ -247,10 +247,10 @@ def find_similar_stream(
             raise ValueError(
                 f"slice_range {slice_range} must satisfy 0 <= start < stop <= {reader.n_slices}"
             )
-    sp = _check_spacing(spacing)
+    sp = check_spacing(spacing)
     if int(start_label) < 1:
         raise ValueError(f"start_label must be >= 1, got {start_label}")
-    _check_all_finite(image)
+    check_all_finite(image)
     bundle: ModelBundle | None = None
     if predictor is None or box_list:
         bundle = resolve_model(model)
