@@ -36,7 +36,7 @@ from .config import PropagationConfig, split_options
 from .predictors import MaskPropagator, PropMaskPredictor, PropTask
 from .prompts import prepare_mask
 from .registry import ModelSpec, resolve_model
-from .transforms import crop_planes, crop_window, intensity_window, slices_to_uint8
+from .transforms import crop_planes, prepare_guide, slices_to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -282,16 +282,11 @@ def propagate_series_stream(
     for g in sorted(anns):
         for k in (int(v) for v in np.unique(anns[g]) if v > 0):
             mask = prepare_mask(anns[g] == k, (h, w))
-            win = crop_window(mask, cfg.crop_ratio, cfg.min_crop)
             try:
-                vmin, vmax = intensity_window(
-                    series[g][mask], cfg.intensity, cfg.lower_percentile, cfg.upper_percentile
-                )
+                guide = prepare_guide(series[g], mask, cfg)
             except ValueError as err:
                 raise ValueError(f"object {k} on image {g}: {err}") from err
-            guide_img = crop_planes(slices_to_uint8(series[g][None], vmin, vmax), win)[0]
-            guide_mask = crop_planes(mask[None], win)[0]
-            guides[(g, k)] = (guide_img, guide_mask, (win, vmin, vmax))
+            guides[(g, k)] = (guide.image, guide.mask, (guide.window, *guide.bounds))
             by_id.setdefault(k, []).append(g)
     if predictor is None:
         predictor = PropMaskPredictor(resolve_model(model).propmask.model, device)

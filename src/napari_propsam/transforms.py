@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import INTENSITY_MODES
+from .config import INTENSITY_MODES, PropagationConfig
 
 # The released code adds this to the per-slice range before dividing (its ``normalize``).
 _EPS = np.float32(1e-8)
@@ -306,3 +306,43 @@ def merge_deep_supervision(outputs: Sequence[torch.Tensor]) -> torch.Tensor:
 def resize_nearest(masks: torch.Tensor, size: int | tuple[int, int]) -> np.ndarray:
     """``INTER_NEAREST`` resize of ``(N, S, S)`` label maps back to crop size; returns bool."""
     return resize_nearest_np(masks.detach().cpu().numpy() > 0, size)
+
+
+@dataclass(frozen=True)
+class Guide:
+    """A guiding slice prepared for PropMask, from a plane held in memory.
+
+    Attributes:
+        window: The crop window around the guiding mask.
+        bounds: The intensity window ``(lo, hi)`` taken from the mask's pixels.
+        image: ``(size, size)`` uint8 guiding crop, scaled by the plane's own range.
+        mask: ``(size, size)`` bool guiding mask.
+    """
+
+    window: Window
+    bounds: tuple[float, float]
+    image: np.ndarray
+    mask: np.ndarray
+
+
+def prepare_guide(plane: np.ndarray, mask: np.ndarray, config: PropagationConfig) -> Guide:
+    """Crop, intensity window, per-slice uint8 and padding of one guide (the released steps).
+
+    The propagation engine does the same lazily on volumes (``propagation._Engine``); this is
+    the in-memory form that image series and find-similar use.
+
+    Args:
+        plane: ``(H, W)`` raw intensities of the guiding image.
+        mask: ``(H, W)`` bool guiding mask, not empty.
+        config: ``crop_ratio``, ``min_crop``, ``intensity`` and the percentiles.
+
+    Raises:
+        ValueError: as :func:`intensity_window` and :func:`crop_window`.
+    """
+    plane = np.asarray(plane, dtype=np.float32)
+    window = crop_window(mask, config.crop_ratio, config.min_crop)
+    bounds = intensity_window(
+        plane[mask], config.intensity, config.lower_percentile, config.upper_percentile
+    )
+    image = crop_planes(slices_to_uint8(plane[None], *bounds), window)[0]
+    return Guide(window, bounds, image, crop_planes(np.asarray(mask, bool)[None], window)[0])

@@ -23,8 +23,7 @@ from ..registry import ModelSpec, resolve_model
 from ..transforms import (
     Window,
     crop_planes,
-    crop_window,
-    intensity_window,
+    prepare_guide,
     slices_to_uint8,
 )
 
@@ -184,13 +183,10 @@ def similarity_map(
     r0, c0, r1, c1 = normalize_box(region, (h, w)) if region is not None else (0, 0, h, w)
     best = np.zeros((h, w), np.float32)
     for mask in masks:
-        gwin = crop_window(mask, pcfg.crop_ratio, pcfg.min_crop)
+        prepared = prepare_guide(guide, mask, pcfg)
+        gwin, (vmin, vmax) = prepared.window, prepared.bounds
+        guide_img, guide_mask = prepared.image, prepared.mask
         grows, gcols = gwin.clipped((h, w))
-        vmin, vmax = intensity_window(
-            guide[mask], pcfg.intensity, pcfg.lower_percentile, pcfg.upper_percentile
-        )
-        guide_img = crop_planes(slices_to_uint8(guide[None], vmin, vmax), gwin)[0]
-        guide_mask = crop_planes(mask[None], gwin)[0]
         s = gwin.size
         step = max(1, int(round(cfg.stride * s)))
         windows = [
