@@ -171,17 +171,25 @@ def test_slice_range_without_the_bounds_anywhere_is_the_clipped_extremes():
     assert (mins[0], maxs[0]) == (100.0, 200.0)
 
 
-def test_mean_vote_guides_next_round():
-    """A front whose frontier slice gets split votes continues only with mean > 0.5 pixels."""
+def test_next_rounds_guide_is_the_mean_vote_above_half():
+    """A frontier slice predicted once as stripes guides the next round with those stripes."""
 
-    class Half(ThresholdPredictor):
+    class Striped(ThresholdPredictor):
+        def __init__(self):
+            super().__init__()
+            self.guides: list[np.ndarray] = []
+
         def predict(self, tasks):
+            self.guides.extend(np.asarray(t.guide_mask, bool) for t in tasks)
             out = super().predict(tasks)
             return [o & (np.arange(o.shape[-1]) % 2 == 0) for o in out]
 
     image, truth = ellipsoid_volume(shape=(40, 48, 48), center=(20, 24, 24), radii=(15, 10, 10))
-    out, ups, _ = run(image, 20, truth[20], thickness=3, predictor=Half(), min_area=1e9)
-    assert {u.index for u in ups} == set(range(17, 24))  # one round only: area below min_area
+    pred = Striped()
+    run(image, 20, truth[20], thickness=3, predictor=pred, min_area=10, max_rounds=2)
+    first, later = pred.guides[0], pred.guides[1:]
+    assert (first[:, 1:] & first[:, :-1]).any()  # the prompt: a solid disc
+    assert later and all(g.any() and not (g[:, 1:] & g[:, :-1]).any() for g in later)
 
 
 def test_a_prompt_below_min_area_warns_that_propagation_will_stop_early():
