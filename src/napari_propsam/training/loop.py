@@ -192,6 +192,135 @@ def _plot(csv_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
+@dataclass
+class _Run:
+    """The mutable state of one training run: network, optimiser, data pool and counters.
+
+    Everything ``last.pt`` stores lives here, so saving and resuming are the two ends of one
+    object.
+    """
+
+    config: TrainConfig
+    out: Path
+    task: TaskConfig
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    rng: np.random.Generator
+    provenance: dict[str, Any]
+    step: int = 0
+    next_volume: int = 0
+    best: float = -1.0
+    elapsed: float = 0.0
+    pool_ids: list[int] = field(default_factory=list)
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "last.pt"
+
+    def restore(self) -> None:
+        """Continue from ``last.pt`` (checked first: a damaged or foreign file is refused with
+        its name, from any caller, before any optimiser state is touched)."""
+        check_resume_state(self.state_path)
+        st = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        try:
+            self.model.load_state_dict(st["model"])
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"cannot resume training: {self.state_path} was written for another network "
+                f"({str(err).splitlines()[0]}); delete it (or choose another folder)"
+            ) from err
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        self.rng.bit_generator.state = st["rng"]
+        torch.set_rng_state(st["torch_rng"])
+        self.step, self.next_volume = int(st["step"]), int(st["next_volume"])
+        self.best = float(st["best"])
+        self.pool_ids = [int(i) for i in st.get("pool_ids", [])]
+        self.elapsed = float(st.get("elapsed", 0.0))
+        logger.info("resumed %s at step %d", self.config.network, self.step)
+
+    def save_state(self) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "rng": self.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "step": self.step,
+                "next_volume": self.next_volume,
+                "pool_ids": self.pool_ids,
+                "best": self.best,
+                "elapsed": self.elapsed,
+                "config": repr(self.config),
+            },
+            tmp,
+        )
+        tmp.replace(self.state_path)
+
+    def record(self, path: Path) -> None:
+        """Save the current weights as self-describing safetensors."""
+        save_checkpoint(
+            path,
+            self.model,
+            provenance={
+                **self.provenance,
+                "network": self.config.network,
+                "steps": self.step,
+                "seed": self.config.seed,
+                "wall_seconds": round(self.elapsed, 1),
+                "best_val_dice": round(self.best, 4),
+                "train_config": asdict(self.config),
+            },
+        )
+
+    def log(self, losses: list[float], val: str) -> None:
+        """One CSV row per step; a progress line every ``log_every`` steps or validation."""
+        config = self.config
+        with (self.out / "log.csv").open("a") as f:
+            f.write(
+                f"{self.step},{losses[-1]:.5f},{self.sched.get_last_lr()[0]:.3g},"
+                f"{self.elapsed:.1f},{val}\n"
+            )
+        if self.step % config.log_every == 0 or val:
+            rate = self.elapsed / max(1, self.step)
+            logger.info(
+                "%s step %d/%d loss %.4f%s | %.2f s/step, ETA %s",
+                config.network,
+                self.step,
+                config.steps,
+                np.mean(losses[-config.log_every :]),
+                f" val Dice {val}" if val else "",
+                rate,
+                _fmt_eta((config.steps - self.step) * rate),
+            )
+
+
+def _new_run(
+    config: TrainConfig,
+    out: Path,
+    init_weights: str | Path | dict[str, torch.Tensor] | None,
+    provenance: dict[str, Any] | None,
+) -> _Run:
+    """Network (random, or ``init_weights``), AdamW and the cosine schedule of a fresh run."""
+    arch = PRESETS[config.arch] if isinstance(config.arch, str) else config.arch
+    torch.manual_seed(config.seed)
+    model = build_network(config.network, arch)
+    if isinstance(init_weights, dict):
+        model.load_state_dict(init_weights)
+    elif init_weights is not None:
+        model.load_state_dict(load_network(init_weights, config.network).model.state_dict())
+    opt = torch.optim.AdamW(model.parameters(), lr=config.peak_lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=max(1, config.steps), eta_min=config.eta_min
+    )
+    task = replace(config.task, input_size=arch.input_size)
+    rng = np.random.default_rng(config.seed)
+    return _Run(config, out, task, model, opt, sched, rng, dict(provenance or {}))
+
+
 def train(
     config: TrainConfig,
     out_dir: str | Path,
@@ -225,156 +354,84 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
-    arch = PRESETS[config.arch] if isinstance(config.arch, str) else config.arch
-    cfg = replace(config.task, input_size=arch.input_size)
-    torch.manual_seed(config.seed)
-    model = build_network(config.network, arch)
-    if isinstance(init_weights, dict):
-        model.load_state_dict(init_weights)
-    elif init_weights is not None:
-        model.load_state_dict(load_network(init_weights, config.network).model.state_dict())
-    opt = torch.optim.AdamW(model.parameters(), lr=config.peak_lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-        opt, T_max=max(1, config.steps), eta_min=config.eta_min
-    )
-    rng = np.random.default_rng(config.seed)
-    step, next_volume, best, elapsed = 0, 0, -1.0, 0.0
-    pool_ids: list[int] = []
-    state_path = out / "last.pt"
-    if resume and state_path.is_file():
-        # A damaged or foreign file is refused with its name, from any caller (CLI, widget,
-        # or training.finetune() in a script), before any optimiser state is touched.
-        check_resume_state(state_path)
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        try:
-            model.load_state_dict(st["model"])
-        except RuntimeError as err:
-            raise CheckpointError(
-                f"cannot resume training: {state_path} was written for another network "
-                f"({str(err).splitlines()[0]}); delete it (or choose another folder)"
-            ) from err
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        rng.bit_generator.state = st["rng"]
-        torch.set_rng_state(st["torch_rng"])
-        step, next_volume, best = int(st["step"]), int(st["next_volume"]), float(st["best"])
-        pool_ids = [int(i) for i in st.get("pool_ids", [])]
-        elapsed = float(st.get("elapsed", 0.0))
-        logger.info("resumed %s at step %d", config.network, step)
+    run = _new_run(config, out, init_weights, provenance)
+    if resume and run.state_path.is_file():
+        run.restore()
     csv_path = out / "log.csv"
-    if not csv_path.is_file() or step == 0:
+    if not csv_path.is_file() or run.step == 0:
         csv_path.write_text("step,loss,lr,seconds,val_dice\n")
-
     val_rng = np.random.default_rng(config.seed + 999_983)
     val_batches = [
-        draw_batch(config.network, val_volumes, val_rng, replace(cfg, perturb_prob=0.0), 16)
+        draw_batch(config.network, val_volumes, val_rng, replace(run.task, perturb_prob=0.0), 16)
         for _ in range(max(1, config.val_size // 16))
     ]
-    # Volume generation runs in a helper thread so the optimiser rarely waits for data. The pool
-    # is described by volume indices, so a resumed run rebuilds exactly the same pool.
-    pool_n = config.pool_size
-    if not pool_ids:
-        pool_ids = list(range(next_volume, next_volume + pool_n))
-        next_volume += pool_n
-    pool = [volumes(i) for i in pool_ids]
+    # The pool is described by volume indices, so a resumed run rebuilds exactly the same pool.
+    if not run.pool_ids:
+        run.pool_ids = list(range(run.next_volume, run.next_volume + config.pool_size))
+        run.next_volume += config.pool_size
+    pool = [volumes(i) for i in run.pool_ids]
+    _loop(run, pool, volumes, val_batches, should_stop, on_progress)
+    run.save_state()
+    final = out / f"{config.network}.safetensors"
+    run.record(final)
+    _plot(csv_path, out / "curves.png")
+    return final
+
+
+def _loop(
+    run: _Run,
+    pool: list[LabelledVolume],
+    volumes: VolumeFactory,
+    val_batches: Sequence[dict[str, torch.Tensor]],
+    should_stop: Callable[[], bool] | None,
+    on_progress: Callable[[int, int, float], None] | None,
+) -> None:
+    """Optimiser steps until ``config.steps`` (or a stop request), refreshing the pool."""
+    config, model = run.config, run.model
+    # Volume generation runs in a helper thread so the optimiser rarely waits for data.
     executor = ThreadPoolExecutor(1)
-    pending: Future | None = executor.submit(volumes, next_volume) if config.refresh_every else None
-
-    def save_state() -> None:
-        tmp = state_path.with_suffix(".tmp")
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "step": step,
-                "next_volume": next_volume,
-                "pool_ids": pool_ids,
-                "best": best,
-                "elapsed": elapsed,
-                "config": repr(config),
-            },
-            tmp,
-        )
-        tmp.replace(state_path)
-
-    def record(path: Path) -> None:
-        save_checkpoint(
-            path,
-            model,
-            provenance={
-                **(provenance or {}),
-                "network": config.network,
-                "steps": step,
-                "seed": config.seed,
-                "wall_seconds": round(elapsed, 1),
-                "best_val_dice": round(best, 4),
-                "train_config": asdict(config),
-            },
-        )
-
+    pending: Future | None = (
+        executor.submit(volumes, run.next_volume) if config.refresh_every else None
+    )
     model.train()
     t_last = time.perf_counter()
     losses: list[float] = []
     try:
-        while step < config.steps:
+        while run.step < config.steps:
             if should_stop is not None and should_stop():
-                logger.info("stop requested at step %d", step)
+                logger.info("stop requested at step %d", run.step)
                 break
-            if pending is not None and step > 0 and step % config.refresh_every == 0:
+            if pending is not None and run.step > 0 and run.step % config.refresh_every == 0:
                 # Waiting (rarely) for the prefetched volume keeps the run deterministic.
-                slot = int(rng.integers(pool_n))
-                pool[slot], pool_ids[slot] = pending.result(), next_volume
-                next_volume += 1
-                pending = executor.submit(volumes, next_volume)
-            batch = draw_batch(config.network, pool, rng, cfg, config.batch_size)
+                slot = int(run.rng.integers(config.pool_size))
+                pool[slot], run.pool_ids[slot] = pending.result(), run.next_volume
+                run.next_volume += 1
+                pending = executor.submit(volumes, run.next_volume)
+            batch = draw_batch(config.network, pool, run.rng, run.task, config.batch_size)
             loss, _, _ = forward_loss(model, config.network, batch, config.ce_weight)
-            opt.zero_grad(set_to_none=True)
+            run.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
+            run.opt.step()
+            run.sched.step()
+            run.step += 1
             losses.append(loss.item())
             now = time.perf_counter()
-            elapsed += now - t_last
+            run.elapsed += now - t_last
             t_last = now
             if on_progress is not None:
-                on_progress(step, config.steps, losses[-1])
+                on_progress(run.step, config.steps, losses[-1])
             val = ""
-            if step % config.val_every == 0 or step == config.steps:
+            if run.step % config.val_every == 0 or run.step == config.steps:
                 score = validate(model, config.network, val_batches)
                 val = f"{score:.4f}"
-                if score > best:
-                    best = score
-                    record(out / f"{config.network}-best.safetensors")
-            with csv_path.open("a") as f:
-                f.write(
-                    f"{step},{losses[-1]:.5f},{sched.get_last_lr()[0]:.3g},{elapsed:.1f},{val}\n"
-                )
-            if step % config.log_every == 0 or val:
-                rate = elapsed / max(1, step)
-                eta = (config.steps - step) * rate
-                logger.info(
-                    "%s step %d/%d loss %.4f%s | %.2f s/step, ETA %s",
-                    config.network,
-                    step,
-                    config.steps,
-                    np.mean(losses[-config.log_every :]),
-                    f" val Dice {val}" if val else "",
-                    rate,
-                    _fmt_eta(eta),
-                )
-            if step % config.checkpoint_every == 0:
-                save_state()
+                if score > run.best:
+                    run.best = score
+                    run.record(run.out / f"{config.network}-best.safetensors")
+            run.log(losses, val)
+            if run.step % config.checkpoint_every == 0:
+                run.save_state()
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
-    save_state()
-    final = out / f"{config.network}.safetensors"
-    record(final)
-    _plot(csv_path, out / "curves.png")
-    return final
 
 
 def _fmt_eta(seconds: float) -> str:
