@@ -171,22 +171,32 @@ def propagate(
     predictor, b2m = _predictors(model, device, predictor, boxes is not None)
     along = None if sp is None else sp[reader.axis]
 
-    def run() -> Iterator[SliceUpdate]:
-        guides, window = masks, bounds
-        if boxes is not None:
-            guides = [
-                box_to_mask(reader, i, b, b2m, box_cfg)
-                for i, b in zip(indices, boxes, strict=True)
-            ]
-            window = prompt_bounds(reader, indices, guides, prop_cfg)
-        if len(indices) == 1:
-            yield from propagate_mask(
-                reader, indices[0], guides[0], predictor, prop_cfg, along, window
-            )
-        else:
-            yield from propagate_mask(reader, indices, guides, predictor, prop_cfg, along, window)
+    return _run(reader, indices, boxes, masks, bounds, predictor, b2m, prop_cfg, box_cfg, along)
 
-    return run()
+
+def _run(
+    reader: SliceReader,
+    indices: list[int],
+    boxes: list | None,
+    masks: list[np.ndarray] | None,
+    bounds: tuple[float, float] | None,
+    predictor: MaskPropagator,
+    b2m: Box2MaskPredictor | None,
+    prop_cfg: PropagationConfig,
+    box_cfg: BoxConfig,
+    along: float | None,
+) -> Iterator[SliceUpdate]:
+    """The work of :func:`propagate`, started when the generator is first iterated."""
+    guides, window = masks, bounds
+    if boxes is not None:
+        guides = [
+            box_to_mask(reader, i, b, b2m, box_cfg) for i, b in zip(indices, boxes, strict=True)
+        ]
+        window = prompt_bounds(reader, indices, guides, prop_cfg)
+    if len(indices) == 1:
+        yield from propagate_mask(reader, indices[0], guides[0], predictor, prop_cfg, along, window)
+    else:
+        yield from propagate_mask(reader, indices, guides, predictor, prop_cfg, along, window)
 
 
 def apply_update(volume: np.ndarray, update: SliceUpdate) -> None:
