@@ -17,6 +17,7 @@ import operator
 import time
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -107,6 +108,115 @@ def _box_to_mask(plane: np.ndarray, box: tuple[int, int, int, int], beta: float)
     return ndimage.binary_fill_holes(np.isin(comp, keep[keep > 0]))
 
 
+def _check_args(
+    image: Any,
+    slice_index: int,
+    axis: int,
+    mask: np.ndarray | None,
+    box: Sequence[float] | None,
+    margin: float,
+    max_extent: int | None,
+) -> tuple[tuple[int, int, int], int, int]:
+    """Validated ``(shape, axis, slice index)`` of :func:`random_walker_from_slice`."""
+    shape = tuple(int(s) for s in image.shape)
+    if len(shape) != 3:
+        raise ValueError(f"image must be 3D (Z, Y, X), got shape {shape}")
+    axis = operator.index(axis)
+    if not -3 <= axis < 3:
+        raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+    axis %= 3
+    depth = shape[axis]
+    idx = operator.index(slice_index)
+    if not -depth <= idx < depth:
+        raise ValueError(f"slice_index {slice_index} out of range for axis {axis} of size {depth}")
+    idx %= depth
+    if (mask is None) == (box is None):
+        raise ValueError("give exactly one of mask or box")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    if max_extent is not None and operator.index(max_extent) < 0:
+        raise ValueError(f"max_extent must be >= 0, got {max_extent}")
+    return shape, axis, idx  # type: ignore[return-value]
+
+
+def _walk_3d(data: np.ndarray, k: int, plane_lab: np.ndarray, beta: float) -> np.ndarray:
+    """3D random walker on the ``(n, h, w)`` ROI seeded by slice ``k`` and the ROI's faces.
+
+    Returns:
+        ``(n, h, w)`` bool: the object pieces connected to a foreground seed.
+    """
+    labels = np.zeros(data.shape, dtype=np.int32)
+    for ax in range(3):
+        first = [slice(None)] * 3
+        last = [slice(None)] * 3
+        first[ax], last[ax] = 0, -1
+        labels[tuple(first)] = _BG
+        labels[tuple(last)] = _BG
+    # The prompt slice is the only place we know the answer: it overrides the face seeds.
+    labels[k] = plane_lab
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        # With the CG solver's tolerance, probabilities overshoot [0, 1] by a little on most
+        # inputs; only the arg-max is used, so skimage's warning about it is noise here.
+        warnings.filterwarnings("ignore", message="The probability range is outside")
+        seg = random_walker(data, labels, beta=beta, mode="cg_j", tol=1e-3, copy=False)
+    logger.debug("random walker on ROI %s took %.2f s", data.shape, time.perf_counter() - t0)
+    fg = seg == _FG
+    # Keep only object pieces connected to a foreground seed; stray walker regions elsewhere
+    # in the ROI are not what the prompt pointed at.
+    comp, n_comp = ndimage.label(fg)
+    if n_comp > 1:
+        keep = np.unique(comp[k][plane_lab == _FG])
+        fg = np.isin(comp, keep[keep > 0])
+    return fg
+
+
+def _roi(
+    plane_shape: tuple[int, int],
+    depth: int,
+    idx: int,
+    mask: np.ndarray | None,
+    box: Sequence[float] | None,
+    margin: float,
+    max_extent: int | None,
+) -> tuple[np.ndarray | None, tuple[int, int, int, int], tuple[int, int, int, int, int, int]]:
+    """The prompt (a filled mask, or None for a box), its box ``(row0, col0, row1, col1)`` and
+    the ROI ``(row0, row1, col0, col1, slice0, slice1)``: the box enlarged by ``margin`` per
+    side (at least 2 px) and ``max_extent`` slices on each side of ``idx``, clipped."""
+    if mask is not None:
+        prompt = prepare_mask(mask, plane_shape)
+        rr, cc = np.nonzero(prompt)
+        pr0, pc0, pr1, pc1 = int(rr.min()), int(cc.min()), int(rr.max()) + 1, int(cc.max()) + 1
+    else:
+        prompt = None
+        pr0, pc0, pr1, pc1 = normalize_box(box, plane_shape)
+    h, w = pr1 - pr0, pc1 - pc0
+    mr = max(2, math.ceil(margin * h))
+    mc = max(2, math.ceil(margin * w))
+    r0, r1 = max(0, pr0 - mr), min(plane_shape[0], pr1 + mr)
+    c0, c1 = max(0, pc0 - mc), min(plane_shape[1], pc1 + mc)
+    ext = max(h, w) if max_extent is None else int(max_extent)
+    a0, a1 = max(0, idx - ext), min(depth, idx + ext + 1)
+    return prompt, (pr0, pc0, pr1, pc1), (r0, r1, c0, c1, a0, a1)
+
+
+def _read_roi(image: Any, roi: tuple[slice, slice, slice], axis: int) -> np.ndarray:
+    """The ROI as float64 ``(n, h, w)`` with ``axis`` first; NaN/Inf become the ROI median."""
+    # Basic indexing reads only the ROI chunks from zarr/dask; np.asarray then materialises it.
+    data = np.asarray(image[roi])
+    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        raise ValueError(f"image must have a real numeric dtype, got {data.dtype}")
+    # Work in (axis, rows, cols) order; moveaxis keeps the remaining axes in order.
+    data = np.moveaxis(data, axis, 0).astype(np.float64)
+    if data.size > _LARGE_ROI:
+        logger.warning("random walker ROI of %d voxels %s may be slow", data.size, data.shape)
+    finite = np.isfinite(data)
+    if not finite.all():
+        # NaN would poison the whole linear system; treat missing data as the ROI median.
+        data[~finite] = np.median(data[finite]) if finite.any() else 0.0
+    return data
+
+
 def random_walker_from_slice(
     image: np.ndarray,
     *,
@@ -166,118 +276,42 @@ def random_walker_from_slice(
         ValueError: not a 3D image, bad axis/slice index, neither or both of mask/box, a box
             outside the slice, an empty or wrongly shaped mask, bad ``margin``/``max_extent``.
     """
-    shape = tuple(int(s) for s in image.shape)
-    if len(shape) != 3:
-        raise ValueError(f"image must be 3D (Z, Y, X), got shape {shape}")
-    axis = operator.index(axis)
-    if not -3 <= axis < 3:
-        raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
-    axis %= 3
+    shape, axis, idx = _check_args(image, slice_index, axis, mask, box, margin, max_extent)
     depth = shape[axis]
-    idx = operator.index(slice_index)
-    if not -depth <= idx < depth:
-        raise ValueError(f"slice_index {slice_index} out of range for axis {axis} of size {depth}")
-    idx %= depth
-    if (mask is None) == (box is None):
-        raise ValueError("give exactly one of mask or box")
-    if not (math.isfinite(margin) and margin >= 0):
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    if max_extent is not None and operator.index(max_extent) < 0:
-        raise ValueError(f"max_extent must be >= 0, got {max_extent}")
 
     plane_axes = tuple(a for a in range(3) if a != axis)
     plane_shape = (shape[plane_axes[0]], shape[plane_axes[1]])
-
-    # Prompt in full-plane coordinates and its bounding box.
-    if mask is not None:
-        prompt = prepare_mask(mask, plane_shape)
-        rr, cc = np.nonzero(prompt)
-        pr0, pc0, pr1, pc1 = int(rr.min()), int(cc.min()), int(rr.max()) + 1, int(cc.max()) + 1
-    else:
-        prompt = None
-        pr0, pc0, pr1, pc1 = normalize_box(box, plane_shape)
-
-    h, w = pr1 - pr0, pc1 - pc0
-    mr = max(2, math.ceil(margin * h))
-    mc = max(2, math.ceil(margin * w))
-    r0, r1 = max(0, pr0 - mr), min(plane_shape[0], pr1 + mr)
-    c0, c1 = max(0, pc0 - mc), min(plane_shape[1], pc1 + mc)
-    ext = max(h, w) if max_extent is None else int(max_extent)
-    a0, a1 = max(0, idx - ext), min(depth, idx + ext + 1)
-
+    prompt, (pr0, pc0, pr1, pc1), (r0, r1, c0, c1, a0, a1) = _roi(
+        plane_shape, depth, idx, mask, box, margin, max_extent
+    )
     roi = [slice(None)] * 3
     roi[axis] = slice(a0, a1)
     roi[plane_axes[0]] = slice(r0, r1)
     roi[plane_axes[1]] = slice(c0, c1)
     roi_t = tuple(roi)
-    # Basic indexing reads only the ROI chunks from zarr/dask; np.asarray then materialises it.
-    data = np.asarray(image[roi_t])
-    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
-        raise ValueError(f"image must have a real numeric dtype, got {data.dtype}")
-    # Work in (axis, rows, cols) order; moveaxis keeps the remaining axes in order.
-    data = np.moveaxis(data, axis, 0).astype(np.float64)
-    n_vox = data.size
-    if n_vox > _LARGE_ROI:
-        logger.warning("random walker ROI has %d voxels %s; this may be slow", n_vox, data.shape)
-
-    finite = np.isfinite(data)
-    if not finite.all():
-        # NaN would poison the whole linear system; treat missing data as the ROI median.
-        data[~finite] = np.median(data[finite]) if finite.any() else 0.0
+    data = _read_roi(image, roi_t, axis)
     lo, hi = np.percentile(data, (0.5, 99.5))
     k = idx - a0  # prompt slice within the ROI
 
     box_roi = (pr0 - r0, pc0 - c0, pr1 - r0, pc1 - c0)  # prompt bbox in ROI-plane coords
 
+    out = np.zeros(shape, dtype=bool)
     if hi <= lo:
         # A flat ROI has no edges to follow (and skimage would divide by a zero std): return
         # the prompt itself on the prompt slice.
         logger.warning("ROI intensities are constant; returning the prompt slice only")
-        out_roi = np.zeros(data.shape, dtype=bool)
+        fg = np.zeros(data.shape, dtype=bool)
         if prompt is not None:
-            out_roi[k] = prompt[r0:r1, c0:c1]
+            fg[k] = prompt[r0:r1, c0:c1]
         else:
-            out_roi[k, box_roi[0] : box_roi[2], box_roi[1] : box_roi[3]] = True
-        out = np.zeros(shape, dtype=bool)
-        out[roi_t] = np.moveaxis(out_roi, 0, axis)
-        return out
-
-    data = np.clip((data - lo) / (hi - lo), 0.0, 1.0)
-    if prompt is not None:
-        fg_plane = prompt[r0:r1, c0:c1]
+            fg[k, box_roi[0] : box_roi[2], box_roi[1] : box_roi[3]] = True
     else:
-        # Box -> mask on the prompt slice first (2D walker), then propagate the mask in 3D.
-        # Seeding the 3D walker with only the small central seed of a box loses the object to
-        # the background: the object's whole 3D surface leaks through noisy edges while the
-        # seed's own conductance is tiny; a full cross-section as seed does not have this bias.
-        fg_plane = _box_to_mask(data[k], box_roi, beta)
-    plane_lab = np.where(fg_plane, _FG, _BG).astype(np.int32)
-
-    labels = np.zeros(data.shape, dtype=np.int32)
-    for ax in range(3):
-        first = [slice(None)] * 3
-        last = [slice(None)] * 3
-        first[ax], last[ax] = 0, -1
-        labels[tuple(first)] = _BG
-        labels[tuple(last)] = _BG
-    # The prompt slice is the only place we know the answer: it overrides the face seeds.
-    labels[k] = plane_lab
-
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        # With the CG solver's tolerance, probabilities overshoot [0, 1] by a little on most
-        # inputs; only the arg-max is used, so skimage's warning about it is noise here.
-        warnings.filterwarnings("ignore", message="The probability range is outside")
-        seg = random_walker(data, labels, beta=beta, mode="cg_j", tol=1e-3, copy=False)
-    logger.debug("random walker on ROI %s took %.2f s", data.shape, time.perf_counter() - t0)
-    fg = seg == _FG
-    # Keep only object pieces connected to a foreground seed; stray walker regions elsewhere
-    # in the ROI are not what the prompt pointed at.
-    comp, n_comp = ndimage.label(fg)
-    if n_comp > 1:
-        keep = np.unique(comp[k][plane_lab == _FG])
-        fg = np.isin(comp, keep[keep > 0])
-
-    out = np.zeros(shape, dtype=bool)
+        data = np.clip((data - lo) / (hi - lo), 0.0, 1.0)
+        # A box becomes a mask on the prompt slice first (2D walker): seeding the 3D walker
+        # with only a box's small central seed loses the object through its noisy 3D surface.
+        fg_plane = prompt[r0:r1, c0:c1] if prompt is not None else _box_to_mask(
+            data[k], box_roi, beta
+        )
+        fg = _walk_3d(data, k, np.where(fg_plane, _FG, _BG).astype(np.int32), beta)
     out[roi_t] = np.moveaxis(fg, 0, axis)
     return out
