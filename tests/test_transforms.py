@@ -246,3 +246,10 @@ def test_split_options_routes_and_rejects_unknown():
 def test_box_candidates_grid():
     assert len(BoxConfig().candidates) == 9
     assert Window(1, 2, 3).clipped((2, 10)) == (slice(1, 2), slice(2, 5))
+
+
+def test_a_window_past_the_edge_crops_to_zero_padding():
+    # A window starting beyond the plane has no inside part; the crop is all padding.
+    assert Window(70, 80, 8).clipped((64, 64)) == (slice(64, 64), slice(64, 64))
+    crop = crop_planes(np.ones((2, 64, 64), np.uint8), Window(70, 10, 8))
+    assert crop.shape == (2, 8, 8) and not crop.any()

@@ -37,9 +37,11 @@ class Window:
     def clipped(self, plane_shape: tuple[int, int]) -> tuple[slice, slice]:
         """Row and column slices of the window's part inside a plane of ``plane_shape``."""
         h, w = plane_shape
+        # A window that starts past the edge has an empty inside part, never a negative one.
+        r0, c0 = min(self.row0, h), min(self.col0, w)
         return (
-            slice(self.row0, min(self.row0 + self.size, h)),
-            slice(self.col0, min(self.col0 + self.size, w)),
+            slice(r0, max(r0, min(self.row0 + self.size, h))),
+            slice(c0, max(c0, min(self.col0 + self.size, w))),
         )
 
 

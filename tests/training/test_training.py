@@ -45,6 +45,22 @@ def test_propmask_task_shapes_and_values():
     assert t["guide_m"].sum() > 0
 
 
+def test_propmask_tasks_at_the_plane_edge_keep_the_guide_in_the_crop():
+    # A wide object in a thin stack: across Z the plane is 4 rows high while the crop side is
+    # ~110, so the jittered crop used to start past the plane's last row.
+    lab = np.zeros((4, 64, 64), np.int32)
+    lab[:, 4:60, 4:60] = 1
+    img = lab * 100.0 + np.random.default_rng(0).normal(0, 10, lab.shape)
+    vol = LabelledVolume(img.astype(np.float32), lab, (1,))
+    cfg = TaskConfig(
+        input_size=16, n_adjacent=2, perturb_prob=0.0, rotate_prob=0.0, crop_scale=(2.0, 2.0)
+    )
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        t = sample_propmask_task(vol, rng, cfg)
+        assert t is not None and t["guide_m"].sum() > 0
+
+
 def test_box2mask_sample_shapes():
     rng = np.random.default_rng(1)
     s = sample_box2mask(_volume(1), rng, TaskConfig(input_size=32))

@@ -190,10 +190,15 @@ def sample_propmask_task(
     ratio = rng.uniform(*cfg.crop_scale)
     win = crop_window(gmask, ratio, cfg.min_crop)
     # Jitter the centre a little: the guiding mask is never perfectly centred in practice.
+    # Clamped so the window keeps the pixel it was centred on: near the bottom/right edge an
+    # unclamped jitter could start the window past the plane (an empty crop).
     jit = int(win.size * 0.1)
+    h, w = gmask.shape
+    row0 = win.row0 + int(rng.integers(-jit, jit + 1))
+    col0 = win.col0 + int(rng.integers(-jit, jit + 1))
     win = type(win)(
-        max(0, win.row0 + int(rng.integers(-jit, jit + 1))),
-        max(0, win.col0 + int(rng.integers(-jit, jit + 1))),
+        int(np.clip(row0, 0, min(h - 1, win.row0 + win.size // 2))),
+        int(np.clip(col0, 0, min(w - 1, win.col0 + win.size // 2))),
         win.size,
     )
     mode = "ct-window" if rng.random() < cfg.ct_window_prob else "percentile"
