@@ -167,6 +167,225 @@ def _link_across_slices(
     return out
 
 
+def _check_examples(
+    reader: SliceReader,
+    examples_mask: Any,
+    slice_index: int | None,
+    boxes: Sequence[Box] | None,
+    region: Sequence[float] | None,
+) -> tuple[int, np.ndarray | None, list[tuple[int, int, int, int]]]:
+    """The example slice, its painted ``(H, W)`` labels (or None) and the normalised boxes.
+
+    Raises:
+        ValueError: no examples, examples on several slices, or a bad box or region.
+    """
+    index, painted = _examples_on_slice(examples_mask, reader, slice_index)
+    box_list = [normalize_box(b, reader.plane_shape) for b in (boxes or [])]
+    if painted is None and not box_list:
+        raise ValueError("no examples: give examples_mask or boxes")
+    if painted is not None and not np.any(painted) and not box_list:
+        raise ValueError("examples_mask is empty: paint at least one example")
+    if region is not None:
+        normalize_box(region, reader.plane_shape)
+    return index, painted, box_list
+
+
+def _check_run_options(
+    slice_range: tuple[int, int] | None,
+    n_slices: int,
+    spacing: float | Sequence[float] | None,
+    start_label: int,
+) -> tuple[float, float, float]:
+    """Checks the slice range (``0 <= start < stop <= n_slices``), spacing and first label id.
+
+    Returns:
+        The checked ``(z, y, x)`` spacing.
+
+    Raises:
+        ValueError: a bad slice range, spacing or start label.
+    """
+    if slice_range is not None:
+        lo, hi = (int(v) for v in slice_range)
+        if not 0 <= lo < hi <= n_slices:
+            raise ValueError(
+                f"slice_range {slice_range} must satisfy 0 <= start < stop <= {n_slices}"
+            )
+    sp = check_spacing(spacing)
+    if int(start_label) < 1:
+        raise ValueError(f"start_label must be >= 1, got {start_label}")
+    return sp
+
+
+def _resolve_networks(
+    model: ModelSpec,
+    device: str | torch.device | None,
+    predictor: MaskPropagator | None,
+    need_box2mask: bool,
+) -> tuple[ModelBundle | None, MaskPropagator]:
+    """The model bundle (None when a stand-in predictor and no boxes make it unnecessary) and
+    the PropMask predictor.
+
+    Raises:
+        ValueError: boxes were given but the model has no Box2Mask network.
+        CheckpointError: the model cannot be loaded.
+    """
+    bundle: ModelBundle | None = None
+    if predictor is None or need_box2mask:
+        bundle = resolve_model(model)
+        if predictor is None:
+            predictor = PropMaskPredictor(bundle.propmask.model, device)
+        if need_box2mask and bundle.box2mask is None:
+            raise ValueError(f"model {bundle.name!r} has no Box2Mask network; paint the examples")
+    return bundle, predictor
+
+
+@dataclass(frozen=True)
+class _Examples:
+    """The user's examples on the guide slice, and the networks that turn boxes into masks."""
+
+    painted: np.ndarray | None
+    box_list: Sequence[tuple[int, int, int, int]]
+    box_cfg: BoxConfig
+    bundle: ModelBundle | None
+    device: str | torch.device | None
+
+    def masks(self, guide: np.ndarray) -> list[np.ndarray]:
+        """One ``(H, W)`` bool mask per example: the painted ones, then Box2Mask's per box.
+
+        Raises:
+            ValueError: Box2Mask finds nothing in a box.
+        """
+        has_painted = self.painted is not None and bool(np.any(self.painted))
+        masks = _as_examples(self.painted, guide.shape) if has_painted else []
+        if self.box_list:
+            b2m = Box2MaskPredictor(self.bundle.box2mask.model, self.device)
+            for r0, c0, r1, c1 in self.box_list:
+                pred = b2m.predict(guide[r0:r1, c0:c1], self.box_cfg)
+                if not pred.any():
+                    raise ValueError(f"Box2Mask found no object in box {(r0, c0, r1, c1)}")
+                m = np.zeros(guide.shape, bool)
+                m[r0:r1, c0:c1] = pred
+                masks.append(m)
+        return masks
+
+
+@dataclass(frozen=True)
+class _Search:
+    """What the search over the slices needs, checked and resolved before it runs."""
+
+    reader: SliceReader
+    index: int
+    region: Sequence[float] | None
+    predictor: MaskPropagator
+    sim_cfg: SimilarConfig
+    prop_cfg: PropagationConfig
+    cancel: threading.Event | None
+    on_progress: Callable[[float], None] | None
+
+    def slices(self, masks: Sequence[np.ndarray], slice_range: tuple[int, int] | None) -> list[int]:
+        """The example slice, plus every ``slice_step``-th slice of ``slice_range``."""
+        if slice_range is None:
+            return [self.index]
+        lo, hi = (int(v) for v in slice_range)
+        step = self.sim_cfg.slice_step or _auto_step(masks)
+        return sorted({self.index, *range(lo, hi, step)})
+
+    def run(
+        self, guide: np.ndarray, masks: list[np.ndarray], slices: Sequence[int]
+    ) -> dict[int, list[np.ndarray]]:
+        """``{slice: [(H, W) bool instance, ...]}``; the example slice lists the examples first.
+
+        Raises:
+            _Cancelled: ``cancel`` was set during the search.
+        """
+        per_slice: dict[int, list[np.ndarray]] = {}
+        for k, s in enumerate(slices):
+            plane = guide if s == self.index else self.reader.plane(s)
+            vote = similarity_map(
+                plane,
+                masks,
+                self.predictor,
+                guide_plane=guide,
+                region=self.region,
+                config=self.sim_cfg,
+                propagation_config=self.prop_cfg,
+                cancel=self.cancel,
+            )
+            fg = vote >= self.sim_cfg.vote_threshold
+            found = split_instances(fg, masks, self.sim_cfg, drop_examples=s == self.index)
+            if s == self.index:
+                found = masks + found  # the examples are nodes too, to drop their chains
+            per_slice[s] = found
+            if self.on_progress is not None:
+                self.on_progress((k + 1) / len(slices))
+        return per_slice
+
+    def new_objects(
+        self, per_slice: dict[int, list[np.ndarray]], n_examples: int
+    ) -> list[tuple[int, np.ndarray]]:
+        """``(slice, mask)`` per object found that is not one of the examples."""
+        if len(per_slice) == 1:
+            return [(self.index, m) for m in per_slice[self.index][n_examples:]]
+        example_nodes = {(self.index, i) for i in range(n_examples)}
+        return _link_across_slices(per_slice, example_nodes, self.sim_cfg.link_overlap)
+
+
+def _object_prompts(
+    axis: int,
+    index: int,
+    masks: Sequence[np.ndarray],
+    new: Sequence[tuple[int, np.ndarray]],
+    start_label: int,
+) -> list[ObjectPrompt]:
+    """The examples' prompts (``example 1``...), then the new objects' (``similar 1``...),
+    labelled consecutively from ``start_label``."""
+    prompts = [
+        ObjectPrompt(axis, index, int(start_label) + i, mask=m, name=f"example {i + 1}")
+        for i, m in enumerate(masks)
+    ]
+    for j, (s, m) in enumerate(new):
+        lid = int(start_label) + len(masks) + j
+        prompts.append(ObjectPrompt(axis, s, lid, mask=m, name=f"similar {j + 1}"))
+    return prompts
+
+
+def _similar_events(
+    image: Any,
+    search: _Search,
+    examples: _Examples,
+    slice_range: tuple[int, int] | None,
+    start_label: int,
+    propagate_3d: bool,
+    spacing: tuple[float, float, float],
+) -> Iterator[SimilarFound | ObjectStarted | ObjectUpdate | ObjectFinished | ObjectFailed]:
+    """The work of :func:`find_similar_stream`, on arguments it has already checked."""
+    guide = search.reader.plane(search.index)
+    masks = examples.masks(guide)
+    slices = search.slices(masks, slice_range)
+    try:
+        per_slice = search.run(guide, masks, slices)
+    except _Cancelled:
+        logger.info("find similar cancelled during the search")
+        return
+    new = search.new_objects(per_slice, len(masks))
+    prompts = _object_prompts(search.reader.axis, search.index, masks, new, start_label)
+    logger.info("found %d objects like the %d example(s)", len(new), len(masks))
+    yield SimilarFound(tuple(prompts), len(masks), tuple(slices))
+    cancel = search.cancel
+    if not propagate_3d or (cancel is not None and cancel.is_set()):
+        return
+    yield from stream_objects(
+        image,
+        prompts,
+        spacing=spacing,
+        model=examples.bundle,
+        device=examples.device,
+        predictor=search.predictor,
+        cancel=cancel,
+        **{f.name: getattr(search.prop_cfg, f.name) for f in fields(search.prop_cfg)},
+    )
+
+
 def find_similar_stream(
     image: Any,
     *,
@@ -232,102 +451,15 @@ def find_similar_stream(
     """
     reader = SliceReader(image, axis)
     sim_cfg, prop_cfg, box_cfg = _split_config(options, config, propagation_config, box_config)
-    index, painted = _examples_on_slice(examples_mask, reader, slice_index)
-    box_list = [normalize_box(b, reader.plane_shape) for b in (boxes or [])]
-    if painted is None and not box_list:
-        raise ValueError("no examples: give examples_mask or boxes")
-    if painted is not None and not np.any(painted) and not box_list:
-        raise ValueError("examples_mask is empty: paint at least one example")
-    if region is not None:
-        normalize_box(region, reader.plane_shape)
-    searched = [index]
-    if slice_range is not None:
-        lo, hi = (int(v) for v in slice_range)
-        if not 0 <= lo < hi <= reader.n_slices:
-            raise ValueError(
-                f"slice_range {slice_range} must satisfy 0 <= start < stop <= {reader.n_slices}"
-            )
-    sp = check_spacing(spacing)
-    if int(start_label) < 1:
-        raise ValueError(f"start_label must be >= 1, got {start_label}")
+    index, painted, box_list = _check_examples(reader, examples_mask, slice_index, boxes, region)
+    sp = _check_run_options(slice_range, reader.n_slices, spacing, start_label)
     check_all_finite(image)
-    bundle: ModelBundle | None = None
-    if predictor is None or box_list:
-        bundle = resolve_model(model)
-        if predictor is None:
-            predictor = PropMaskPredictor(bundle.propmask.model, device)
-        if box_list and bundle.box2mask is None:
-            raise ValueError(f"model {bundle.name!r} has no Box2Mask network; paint the examples")
-
-    def run() -> Iterator[Any]:
-        guide = reader.plane(index)
-        has_painted = painted is not None and bool(np.any(painted))
-        masks = _as_examples(painted, reader.plane_shape) if has_painted else []
-        if box_list:
-            b2m = Box2MaskPredictor(bundle.box2mask.model, device)
-            for r0, c0, r1, c1 in box_list:
-                pred = b2m.predict(guide[r0:r1, c0:c1], box_cfg)
-                if not pred.any():
-                    raise ValueError(f"Box2Mask found no object in box {(r0, c0, r1, c1)}")
-                m = np.zeros(reader.plane_shape, bool)
-                m[r0:r1, c0:c1] = pred
-                masks.append(m)
-        slices = list(searched)
-        if slice_range is not None:
-            step = sim_cfg.slice_step or _auto_step(masks)
-            slices = sorted({index, *range(lo, hi, step)})
-        per_slice: dict[int, list[np.ndarray]] = {}
-        try:
-            for k, s in enumerate(slices):
-                plane = guide if s == index else reader.plane(s)
-                vote = similarity_map(
-                    plane,
-                    masks,
-                    predictor,
-                    guide_plane=guide,
-                    region=region,
-                    config=sim_cfg,
-                    propagation_config=prop_cfg,
-                    cancel=cancel,
-                )
-                fg = vote >= sim_cfg.vote_threshold
-                found = split_instances(fg, masks, sim_cfg, drop_examples=s == index)
-                if s == index:
-                    found = masks + found  # the examples are nodes too, to drop their chains
-                per_slice[s] = found
-                if on_search_progress is not None:
-                    on_search_progress((k + 1) / len(slices))
-        except _Cancelled:
-            logger.info("find similar cancelled during the search")
-            return
-        example_nodes = {(index, i) for i in range(len(masks))}
-        if len(slices) == 1:
-            new = [(index, m) for m in per_slice[index][len(masks) :]]
-        else:
-            new = _link_across_slices(per_slice, example_nodes, sim_cfg.link_overlap)
-        prompts = [
-            ObjectPrompt(reader.axis, index, int(start_label) + i, mask=m, name=f"example {i + 1}")
-            for i, m in enumerate(masks)
-        ]
-        for j, (s, m) in enumerate(new):
-            lid = int(start_label) + len(masks) + j
-            prompts.append(ObjectPrompt(reader.axis, s, lid, mask=m, name=f"similar {j + 1}"))
-        logger.info("found %d objects like the %d example(s)", len(new), len(masks))
-        yield SimilarFound(tuple(prompts), len(masks), tuple(slices))
-        if not propagate_3d or (cancel is not None and cancel.is_set()):
-            return
-        yield from stream_objects(
-            image,
-            prompts,
-            spacing=sp,
-            model=bundle,
-            device=device,
-            predictor=predictor,
-            cancel=cancel,
-            **{f.name: getattr(prop_cfg, f.name) for f in fields(prop_cfg)},
-        )
-
-    return run()
+    bundle, predictor = _resolve_networks(model, device, predictor, bool(box_list))
+    search = _Search(
+        reader, index, region, predictor, sim_cfg, prop_cfg, cancel, on_search_progress
+    )
+    examples = _Examples(painted, box_list, box_cfg, bundle, device)
+    return _similar_events(image, search, examples, slice_range, start_label, propagate_3d, sp)
 
 
 def _auto_step(masks: Sequence[np.ndarray]) -> int:
