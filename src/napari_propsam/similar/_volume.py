@@ -195,11 +195,11 @@ def _check_run_options(
     n_slices: int,
     spacing: float | Sequence[float] | None,
     start_label: int,
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float] | None:
     """Checks the slice range (``0 <= start < stop <= n_slices``), spacing and first label id.
 
     Returns:
-        The checked ``(z, y, x)`` spacing.
+        The checked ``(z, y, x)`` spacing (None stays None).
 
     Raises:
         ValueError: a bad slice range, spacing or start label.
@@ -356,7 +356,7 @@ def _similar_events(
     slice_range: tuple[int, int] | None,
     start_label: int,
     propagate_3d: bool,
-    spacing: tuple[float, float, float],
+    spacing: tuple[float, float, float] | None,
 ) -> Iterator[SimilarFound | ObjectStarted | ObjectUpdate | ObjectFinished | ObjectFailed]:
     """The work of :func:`find_similar_stream`, on arguments it has already checked."""
     guide = search.reader.plane(search.index)
