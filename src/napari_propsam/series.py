@@ -276,11 +276,37 @@ def propagate_series_stream(
     cfg, _ = split_options(options, config, None)
     n, h, w = series.shape
     anns = _check_annotations(annotations, n, (h, w))
-    # Per (guide, id): window and normalisation, checked now so bad objects fail early.
-    guides: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, Any]] = {}
+    guides, by_id = _prepare_guides(series, anns, cfg)
+    if predictor is None:
+        predictor = PropMaskPredictor(resolve_model(model).propmask.model, device)
+    return _series_updates(series, anns, guides, by_id, predictor, cfg, cancel)
+
+
+# A guide's ``(crop image, crop mask, (window, vmin, vmax))``, from transforms.prepare_guide.
+_Guide = tuple[np.ndarray, np.ndarray, Any]
+
+
+def _object_ids(labels: np.ndarray) -> Iterator[int]:
+    """The ids > 0 of ``(H, W)`` labels, ascending."""
+    return (int(v) for v in np.unique(labels) if v > 0)
+
+
+def _prepare_guides(
+    series: np.ndarray, anns: Mapping[int, np.ndarray], cfg: PropagationConfig
+) -> tuple[dict[tuple[int, int], _Guide], dict[int, list[int]]]:
+    """Window and normalisation per (guide image, id), checked now so bad objects fail early.
+
+    Returns:
+        ``({(guide, id): guide}, {id: [annotated images holding it, ascending]})``.
+
+    Raises:
+        ValueError: an object's guide cannot be prepared (e.g. constant intensities), named.
+    """
+    h, w = series.shape[1:]
+    guides: dict[tuple[int, int], _Guide] = {}
     by_id: dict[int, list[int]] = {}
     for g in sorted(anns):
-        for k in (int(v) for v in np.unique(anns[g]) if v > 0):
+        for k in _object_ids(anns[g]):
             mask = prepare_mask(anns[g] == k, (h, w))
             try:
                 guide = prepare_guide(series[g], mask, cfg)
@@ -288,55 +314,84 @@ def propagate_series_stream(
                 raise ValueError(f"object {k} on image {g}: {err}") from err
             guides[(g, k)] = (guide.image, guide.mask, (guide.window, *guide.bounds))
             by_id.setdefault(k, []).append(g)
-    if predictor is None:
-        predictor = PropMaskPredictor(resolve_model(model).propmask.model, device)
+    return guides, by_id
+
+
+def _filled_annotation(ann: np.ndarray) -> np.ndarray:
+    """``(H, W)`` int32 labels of an annotated image, each object's holes filled; where filled
+    objects overlap, the smaller id keeps the pixel."""
+    filled = np.zeros(ann.shape, np.int32)
+    for k in _object_ids(ann):
+        np.copyto(filled, np.int32(k), where=prepare_mask(ann == k, ann.shape) & (filled == 0))
+    return filled
+
+
+def _predict_chunk(
+    chunk: Sequence[tuple[int, int, int]],
+    series: np.ndarray,
+    guides: Mapping[tuple[int, int], _Guide],
+    predictor: MaskPropagator,
+    out: dict[int, np.ndarray],
+    remaining: dict[int, int],
+) -> None:
+    """One forward pass over ``(target, id, guide)`` jobs, painted into ``out[target]``.
+
+    Each finished job decrements ``remaining[target]``.
+    """
+    h, w = series.shape[1:]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for t, k, g in chunk:
+        groups.setdefault((g, k), []).append(t)
+    tasks = []
+    for (g, k), ts in groups.items():
+        guide_img, guide_mask, (win, vmin, vmax) = guides[(g, k)]
+        crops = crop_planes(slices_to_uint8(series[ts], vmin, vmax), win)
+        tasks.append(PropTask(guide_img, guide_mask, crops))
+    preds = predictor.predict(tasks)
+    for ((g, k), ts), pred in zip(groups.items(), preds, strict=True):
+        win = guides[(g, k)][2][0]
+        rows, cols = win.clipped((h, w))
+        hh, ww = rows.stop - rows.start, cols.stop - cols.start
+        for t, p in zip(ts, pred, strict=True):
+            view = out[t][rows, cols]
+            # Ids arrive in ascending order per target: the smaller id keeps overlaps.
+            np.copyto(view, np.int32(k), where=p[:hh, :ww] & (view == 0))
+            remaining[t] -= 1
+
+
+def _series_updates(
+    series: np.ndarray,
+    anns: Mapping[int, np.ndarray],
+    guides: Mapping[tuple[int, int], _Guide],
+    by_id: Mapping[int, list[int]],
+    predictor: MaskPropagator,
+    cfg: PropagationConfig,
+    cancel: threading.Event | None,
+) -> Iterator[SeriesUpdate]:
+    """The work of :func:`propagate_series_stream`, on arguments it has already checked."""
+    n, h, w = series.shape
+    done = 0
+    for g in sorted(anns):
+        done += 1
+        yield SeriesUpdate(g, _filled_annotation(anns[g]), done / n)
     # Jobs ordered by target then id, so each image completes as early as possible.
     targets = [t for t in range(n) if t not in anns]
     jobs = [(t, k, _nearest(t, gs)) for t in targets for k, gs in sorted(by_id.items())]
-
-    def run() -> Iterator[SeriesUpdate]:
-        done = 0
-        for g in sorted(anns):
+    out = {t: np.zeros((h, w), np.int32) for t in targets}
+    remaining = {t: len(by_id) for t in targets}
+    next_target = 0  # position in ``targets`` of the next image to yield
+    for start in range(0, len(jobs), cfg.max_batch):
+        if cancel is not None and cancel.is_set():
+            logger.info("series propagation cancelled")
+            return
+        _predict_chunk(
+            jobs[start : start + cfg.max_batch], series, guides, predictor, out, remaining
+        )
+        while next_target < len(targets) and remaining[targets[next_target]] == 0:
+            t = targets[next_target]
+            next_target += 1
             done += 1
-            filled = np.zeros((h, w), np.int32)
-            for k in (int(v) for v in np.unique(anns[g]) if v > 0):
-                np.copyto(
-                    filled, np.int32(k), where=prepare_mask(anns[g] == k, (h, w)) & (filled == 0)
-                )
-            yield SeriesUpdate(g, filled, done / n)
-        out = {t: np.zeros((h, w), np.int32) for t in targets}
-        remaining = {t: len(by_id) for t in targets}
-        next_target = 0  # position in ``targets`` of the next image to yield
-        for start in range(0, len(jobs), cfg.max_batch):
-            if cancel is not None and cancel.is_set():
-                logger.info("series propagation cancelled")
-                return
-            chunk = jobs[start : start + cfg.max_batch]
-            groups: dict[tuple[int, int], list[int]] = {}
-            for t, k, g in chunk:
-                groups.setdefault((g, k), []).append(t)
-            tasks = []
-            for (g, k), ts in groups.items():
-                guide_img, guide_mask, (win, vmin, vmax) = guides[(g, k)]
-                crops = crop_planes(slices_to_uint8(series[ts], vmin, vmax), win)
-                tasks.append(PropTask(guide_img, guide_mask, crops))
-            preds = predictor.predict(tasks)
-            for ((g, k), ts), pred in zip(groups.items(), preds, strict=True):
-                win = guides[(g, k)][2][0]
-                rows, cols = win.clipped((h, w))
-                hh, ww = rows.stop - rows.start, cols.stop - cols.start
-                for t, p in zip(ts, pred, strict=True):
-                    view = out[t][rows, cols]
-                    # Ids arrive in ascending order per target: the smaller id keeps overlaps.
-                    np.copyto(view, np.int32(k), where=p[:hh, :ww] & (view == 0))
-                    remaining[t] -= 1
-            while next_target < len(targets) and remaining[targets[next_target]] == 0:
-                t = targets[next_target]
-                next_target += 1
-                done += 1
-                yield SeriesUpdate(t, out.pop(t), done / n)
-
-    return run()
+            yield SeriesUpdate(t, out.pop(t), done / n)
 
 
 def _nearest(target: int, guides: Sequence[int]) -> int:
