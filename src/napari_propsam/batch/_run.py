@@ -6,7 +6,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,126 @@ def _report_rows(
     return rows
 
 
+def _check_run(
+    out_path: str | Path,
+    overwrite: bool,
+    resume: bool,
+    workers: int | None,
+    scheduler: str | None,
+) -> tuple[Path, Path]:
+    """The output path and its parts directory, after checking the output and worker settings.
+
+    Raises:
+        FileExistsError: the output exists and neither ``overwrite`` nor ``resume``.
+        ValueError: an unsupported output suffix, both ``overwrite`` and ``resume``, or bad
+            worker settings.
+    """
+    out = Path(out_path).expanduser()
+    output_kind(out)
+    if overwrite and resume:
+        raise ValueError("overwrite and resume exclude each other")
+    parts = parts_dir(out)
+    if out.exists() and not (overwrite or resume):
+        raise FileExistsError(
+            f"{out} exists; pass --overwrite (overwrite=True) to replace it or --resume "
+            "(resume=True) to finish an earlier run"
+        )
+    check_parallel(workers, scheduler)
+    return out, parts
+
+
+def _prepare_resume(
+    out: Path, parts: Path, plan: BatchPlan, resume: bool, overwrite: bool
+) -> set[int]:
+    """Prepare the parts directory for this run; the ids whose stored parts can be reused.
+
+    Raises:
+        ValueError: the output is the image, or resumed parts were made from other inputs.
+    """
+    if out.resolve() == plan.image:
+        raise ValueError("the output would overwrite the image")
+    prepare_parts(parts, run_fingerprint(plan), resume=resume, overwrite=overwrite)
+    done = finished_ids(parts, plan.prompts, plan.shape)
+    if done:
+        logger.info("resuming: %d of %d objects already done", len(done), len(plan.prompts))
+    return done
+
+
+def _store_results(
+    plan: BatchPlan,
+    parts: Path,
+    n_done: int,
+    results: Iterator[ObjectResult],
+    on_result: Callable[[ObjectResult], None] | None,
+) -> tuple[dict[int, ObjectResult], dict[int, str]]:
+    """Store each successful result as a part as soon as it arrives, logging the progress.
+
+    Args:
+        n_done: How many objects an earlier run finished (the progress counts them as done).
+        results: This run's results, in completion order.
+
+    Returns:
+        ``(computed, failed)``: every result of this run by id, and the failed ids' errors.
+
+    Raises:
+        RuntimeError: every object failed.
+    """
+    total = len(plan.prompts)
+    progress = _Progress(total, total - n_done)
+    failed: dict[int, str] = {}
+    computed: dict[int, ObjectResult] = {}
+    for result in results:
+        if result.roi is None:
+            failed[result.label_id] = result.error or "failed"
+            logger.warning("object %d failed: %s", result.label_id, result.error)
+        else:
+            write_part(
+                parts, result.label_id, result.roi, result.digest, result.seconds, result.quality
+            )
+        computed[result.label_id] = result
+        progress.step()
+        if on_result is not None:
+            on_result(result)
+    if len(failed) == total:
+        raise RuntimeError(
+            f"all {total} objects failed; first error: {next(iter(failed.values()))}"
+        )
+    return computed, failed
+
+
+def _finish(
+    out: Path,
+    parts: Path,
+    plan: BatchPlan,
+    computed: dict[int, ObjectResult],
+    failed: dict[int, str],
+    report: bool | str | Path,
+    keep_parts: bool,
+) -> Path:
+    """Paint the parts into the output (lowest id wins), write the report, drop the parts.
+
+    Returns:
+        ``out``.
+    """
+    ids = [p.label_id for p in plan.prompts if p.label_id not in failed]
+    spacing = plan.tasks[0].spacing if plan.tasks else None
+    _, painted = merge_parts(out, parts, ids, plan.shape, spacing)
+    hidden = [i for i, n in painted.items() if n == 0]
+    if hidden:
+        logger.warning("objects %s have no voxel left after overlaps (lower ids won)", hidden)
+    logger.info(
+        "wrote %s: %d objects%s", out, len(painted), f", {len(failed)} failed" if failed else ""
+    )
+    if report:
+        where = report_path(out) if report is True else Path(report).expanduser()
+        write_report(where, _report_rows(plan, parts, computed, painted))
+        low = to_review(read_report(where))
+        logger.info("wrote %s (%d objects scored below %.2f)", where, len(low), REVIEW_BELOW)
+    if not keep_parts:
+        remove_parts(parts)
+    return out
+
+
 def run_batch(
     image_path: str | Path,
     prompts: Sequence[ObjectPrompt | BatchPrompt],
@@ -219,17 +339,7 @@ def run_batch(
         OSError: files cannot be read or written; the scheduler cannot be reached.
         RuntimeError: every object failed.
     """
-    out = Path(out_path).expanduser()
-    output_kind(out)
-    if overwrite and resume:
-        raise ValueError("overwrite and resume exclude each other")
-    parts = parts_dir(out)
-    if out.exists() and not (overwrite or resume):
-        raise FileExistsError(
-            f"{out} exists; pass --overwrite (overwrite=True) to replace it or --resume "
-            "(resume=True) to finish an earlier run"
-        )
-    check_parallel(workers, scheduler)
+    out, parts = _check_run(out_path, overwrite, resume, workers, scheduler)
     plan = plan_batch(
         image_path,
         prompts,
@@ -240,49 +350,10 @@ def run_batch(
         box_config=box_config,
         **options,
     )
-    if out.resolve() == plan.image:
-        raise ValueError("the output would overwrite the image")
-    prepare_parts(parts, run_fingerprint(plan), resume=resume, overwrite=overwrite)
-    done = finished_ids(parts, plan.prompts, plan.shape)
-    total = len(plan.prompts)
-    if done:
-        logger.info("resuming: %d of %d objects already done", len(done), total)
-    progress = _Progress(total, total - len(done))
-    failed: dict[int, str] = {}
-    computed: dict[int, ObjectResult] = {}
-    for result in run_plan(plan.tasks, done, workers, scheduler, connect_timeout):
-        if result.roi is None:
-            failed[result.label_id] = result.error or "failed"
-            logger.warning("object %d failed: %s", result.label_id, result.error)
-        else:
-            write_part(
-                parts, result.label_id, result.roi, result.digest, result.seconds, result.quality
-            )
-        computed[result.label_id] = result
-        progress.step()
-        if on_result is not None:
-            on_result(result)
-    if len(failed) == total:
-        raise RuntimeError(
-            f"all {total} objects failed; first error: {next(iter(failed.values()))}"
-        )
-    ids = [p.label_id for p in plan.prompts if p.label_id not in failed]
-    spacing = plan.tasks[0].spacing if plan.tasks else None
-    _, painted = merge_parts(out, parts, ids, plan.shape, spacing)
-    hidden = [i for i, n in painted.items() if n == 0]
-    if hidden:
-        logger.warning("objects %s have no voxel left after overlaps (lower ids won)", hidden)
-    logger.info(
-        "wrote %s: %d objects%s", out, len(painted), f", {len(failed)} failed" if failed else ""
-    )
-    if report:
-        where = report_path(out) if report is True else Path(report).expanduser()
-        write_report(where, _report_rows(plan, parts, computed, painted))
-        low = to_review(read_report(where))
-        logger.info("wrote %s (%d objects scored below %.2f)", where, len(low), REVIEW_BELOW)
-    if not keep_parts:
-        remove_parts(parts)
-    return out
+    done = _prepare_resume(out, parts, plan, resume, overwrite)
+    results = run_plan(plan.tasks, done, workers, scheduler, connect_timeout)
+    computed, failed = _store_results(plan, parts, len(done), results, on_result)
+    return _finish(out, parts, plan, computed, failed, report, keep_parts)
 
 
 __all__ = ["PROGRESS_INTERVAL", "run_batch", "run_fingerprint"]
