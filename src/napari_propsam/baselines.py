@@ -24,6 +24,7 @@ from scipy import ndimage
 from skimage.segmentation import random_walker
 
 from .prompts import normalize_box, prepare_mask
+from .transforms import mask_bbox
 
 logger = logging.getLogger(__name__)
 
@@ -185,8 +186,8 @@ def _roi(
     side (at least 2 px) and ``max_extent`` slices on each side of ``idx``, clipped."""
     if mask is not None:
         prompt = prepare_mask(mask, plane_shape)
-        rr, cc = np.nonzero(prompt)
-        pr0, pc0, pr1, pc1 = int(rr.min()), int(cc.min()), int(rr.max()) + 1, int(cc.max()) + 1
+        pr0, pc0, last_r, last_c = mask_bbox(prompt)  # inclusive; prepare_mask refuses empty
+        pr1, pc1 = last_r + 1, last_c + 1
     else:
         prompt = None
         pr0, pc0, pr1, pc1 = normalize_box(box, plane_shape)
@@ -277,41 +278,54 @@ def random_walker_from_slice(
             outside the slice, an empty or wrongly shaped mask, bad ``margin``/``max_extent``.
     """
     shape, axis, idx = _check_args(image, slice_index, axis, mask, box, margin, max_extent)
-    depth = shape[axis]
-
     plane_axes = tuple(a for a in range(3) if a != axis)
     plane_shape = (shape[plane_axes[0]], shape[plane_axes[1]])
     prompt, (pr0, pc0, pr1, pc1), (r0, r1, c0, c1, a0, a1) = _roi(
-        plane_shape, depth, idx, mask, box, margin, max_extent
+        plane_shape, shape[axis], idx, mask, box, margin, max_extent
     )
-    roi = [slice(None)] * 3
-    roi[axis] = slice(a0, a1)
-    roi[plane_axes[0]] = slice(r0, r1)
-    roi[plane_axes[1]] = slice(c0, c1)
-    roi_t = tuple(roi)
-    data = _read_roi(image, roi_t, axis)
-    lo, hi = np.percentile(data, (0.5, 99.5))
-    k = idx - a0  # prompt slice within the ROI
-
+    roi: list[slice] = [slice(None)] * 3
+    roi[axis], roi[plane_axes[0]], roi[plane_axes[1]] = slice(a0, a1), slice(r0, r1), slice(c0, c1)
+    data = _read_roi(image, tuple(roi), axis)
+    crop = None if prompt is None else prompt[r0:r1, c0:c1]
     box_roi = (pr0 - r0, pc0 - c0, pr1 - r0, pc1 - c0)  # prompt bbox in ROI-plane coords
-
+    fg = _segment_roi(data, idx - a0, crop, box_roi, beta)
     out = np.zeros(shape, dtype=bool)
+    out[tuple(roi)] = np.moveaxis(fg, 0, axis)
+    return out
+
+
+def _segment_roi(
+    data: np.ndarray,
+    k: int,
+    crop: np.ndarray | None,
+    box_roi: tuple[int, int, int, int],
+    beta: float,
+) -> np.ndarray:
+    """The object in the ``(n, h, w)`` ROI prompted on its slice ``k``.
+
+    Args:
+        data: The ROI, float64, the prompt axis first.
+        k: Prompt slice within the ROI.
+        crop: ``(h, w)`` prompt mask cropped to the ROI plane, or None for a box prompt.
+        box_roi: The prompt's ``(row0, col0, row1, col1)`` in ROI-plane coordinates.
+        beta: Random-walker edge penalty.
+
+    Returns:
+        ``(n, h, w)`` bool.
+    """
+    lo, hi = np.percentile(data, (0.5, 99.5))
     if hi <= lo:
         # A flat ROI has no edges to follow (and skimage would divide by a zero std): return
         # the prompt itself on the prompt slice.
         logger.warning("ROI intensities are constant; returning the prompt slice only")
         fg = np.zeros(data.shape, dtype=bool)
-        if prompt is not None:
-            fg[k] = prompt[r0:r1, c0:c1]
+        if crop is not None:
+            fg[k] = crop
         else:
             fg[k, box_roi[0] : box_roi[2], box_roi[1] : box_roi[3]] = True
-    else:
-        data = np.clip((data - lo) / (hi - lo), 0.0, 1.0)
-        # A box becomes a mask on the prompt slice first (2D walker): seeding the 3D walker
-        # with only a box's small central seed loses the object through its noisy 3D surface.
-        fg_plane = prompt[r0:r1, c0:c1] if prompt is not None else _box_to_mask(
-            data[k], box_roi, beta
-        )
-        fg = _walk_3d(data, k, np.where(fg_plane, _FG, _BG).astype(np.int32), beta)
-    out[roi_t] = np.moveaxis(fg, 0, axis)
-    return out
+        return fg
+    data = np.clip((data - lo) / (hi - lo), 0.0, 1.0)
+    # A box becomes a mask on the prompt slice first (2D walker): seeding the 3D walker with
+    # only a box's small central seed loses the object through its noisy 3D surface.
+    fg_plane = crop if crop is not None else _box_to_mask(data[k], box_roi, beta)
+    return _walk_3d(data, k, np.where(fg_plane, _FG, _BG).astype(np.int32), beta)
