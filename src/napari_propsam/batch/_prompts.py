@@ -33,6 +33,19 @@ CSV_COLUMNS = ("id", "axis", "slice", "row0", "col0", "row1", "col1", "label", "
 _BOX_COLUMNS = ("row0", "col0", "row1", "col1")
 
 
+def _paste(
+    crop: np.ndarray | None, offset: tuple[int, int], plane_shape: Sequence[int]
+) -> np.ndarray | None:
+    """A cropped ``(h, w)`` sketch put back at ``offset`` (row0, col0) of a full ``(H, W)`` bool
+    plane; None stays None (a box prompt)."""
+    if crop is None:
+        return None
+    out = np.zeros(tuple(int(s) for s in plane_shape), bool)
+    r0, c0 = offset
+    out[r0 : r0 + crop.shape[0], c0 : c0 + crop.shape[1]] = crop
+    return out
+
+
 @dataclass(frozen=True)
 class SlicePrompt:
     """One prompt slice of a batch object: a box or a (cropped) sketch.
@@ -52,12 +65,7 @@ class SlicePrompt:
 
     def plane_mask(self, plane_shape: Sequence[int]) -> np.ndarray | None:
         """The sketch as a full ``(H, W)`` bool plane (None for a box prompt)."""
-        if self.mask is None:
-            return None
-        out = np.zeros(tuple(int(s) for s in plane_shape), bool)
-        r0, c0 = self.offset
-        out[r0 : r0 + self.mask.shape[0], c0 : c0 + self.mask.shape[1]] = self.mask
-        return out
+        return _paste(self.mask, self.offset, plane_shape)
 
 
 @dataclass(frozen=True)
@@ -125,12 +133,7 @@ class BatchPrompt:
 
     def plane_mask(self, plane_shape: Sequence[int]) -> np.ndarray | None:
         """The sketch as a full ``(H, W)`` bool plane (None for a box prompt)."""
-        if self.mask is None:
-            return None
-        out = np.zeros(tuple(int(s) for s in plane_shape), bool)
-        r0, c0 = self.offset
-        out[r0 : r0 + self.mask.shape[0], c0 : c0 + self.mask.shape[1]] = self.mask
-        return out
+        return _paste(self.mask, self.offset, plane_shape)
 
     @property
     def label(self) -> str:
