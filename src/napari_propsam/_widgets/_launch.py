@@ -132,6 +132,143 @@ def _screenshot(
         return None
 
 
+def start_qt(headless: bool) -> bool:
+    """Start Qt for a viewer: offscreen when ``headless`` and there is no display; without
+    OpenGL if the platform has none.
+
+    Returns:
+        Whether the canvas has a real OpenGL context (else screenshots are composited).
+    """
+    if headless and not _has_display():
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from napari._qt.qt_event_loop import get_qapp
+
+    get_qapp()
+    from ._gl import allow_viewer_without_opengl
+
+    return allow_viewer_without_opengl()
+
+
+@dataclass
+class DemoScene:
+    """The sample stack in a viewer, one box per glomerulus on the prompt slice, the widget
+    docked and ready to Run.
+
+    Attributes:
+        viewer: The napari viewer.
+        widget: The docked :class:`~napari_propsam._widgets.widget.PropSAMWidget`.
+        image: The ``(Z, Y, X)`` sample image layer.
+        shapes: The Shapes layer of the boxes (the widget's prompt layer).
+        sample: :func:`~napari_propsam._sample_data.load_sample`'s dict (labels, targets ...).
+        z: The prompt slice.
+        boxes: ``{ground-truth id: (4, 2) rectangle corners}``, in the Shapes layer's order.
+    """
+
+    viewer: Any
+    widget: Any
+    image: Any
+    shapes: Any
+    sample: dict[str, Any]
+    z: int
+    boxes: dict[int, np.ndarray]
+
+
+def open_demo(viewer: Any, device: str, model: Any = None, predictor: Any = None) -> DemoScene:
+    """Add the sample, its ground truth and the boxes to ``viewer`` and dock the widget.
+
+    Args:
+        viewer: A napari viewer (Qt started with :func:`start_qt`).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+        model: ``model=`` value for the widget (None = bundled default).
+        predictor: Advanced/tests: a PropMask stand-in.
+    """
+    from .._sample_data import glomeruli_sample, load_sample
+    from .widget import PropSAMWidget
+
+    sample = load_sample()
+    layers = [
+        getattr(viewer, f"add_{kind}")(data, **meta) for data, meta, kind in glomeruli_sample()
+    ]
+    image = layers[0]
+    z = prompt_slice(sample["labels"], sample["targets"])
+    boxes = boxes_from_truth(sample["labels"], z, sample["targets"])
+    shapes = viewer.add_shapes(
+        [np.column_stack([np.full(4, z, float), b]) for b in boxes.values()],
+        shape_type="rectangle",
+        edge_color="yellow",
+        face_color="transparent",
+        edge_width=1.5,
+        name="PropSAM boxes",
+        scale=image.scale,
+    )
+    widget = PropSAMWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="PropSAM", area="right")
+    widget.image_layer = image
+    widget.prompt_layer = shapes
+    widget.configure(device=device)
+    if model is not None:
+        widget.set_model(model)
+    widget._predictor_override = predictor
+    viewer.dims.set_current_step(0, z)
+    viewer.layers.selection.active = shapes
+    return DemoScene(viewer, widget, image, shapes, sample, z, boxes)
+
+
+def _score(
+    result: Any, status: str, labels: np.ndarray, scene: DemoScene
+) -> tuple[list[int], dict[int, float], str | None]:
+    """``(ids written, {ground-truth id: Dice}, error or None)`` of a headless run.
+
+    Args:
+        result: The widget's run result (None if the run never started).
+        status: The widget's status line, the error when the run never started.
+        labels: ``(Z, Y, X)`` int32 output labels.
+        scene: The demo (its boxes, in the order the widget numbered them, and ground truth).
+    """
+    error = None
+    if result is None:
+        error = status
+    elif result.error or result.failed:
+        error = "; ".join(filter(None, [result.error, *result.failed]))
+    ids = list(result.label_ids) if result is not None else []
+    dice: dict[int, float] = {}
+    if result is not None:  # the widget numbers boxes in the Shapes layer's order
+        for truth_id, label_id in zip(scene.boxes, result.prompt_ids, strict=True):
+            seg = labels == label_id if label_id in ids else np.zeros_like(labels, bool)
+            dice[truth_id] = _dice(seg, scene.sample["labels"] == truth_id)
+    return ids, dice, error
+
+
+def _run_headless(
+    scene: DemoScene, out_dir: str | Path | None, timeout: float, real_gl: bool
+) -> LaunchResult:
+    """Run the widget on every box, then write the labels and a screenshot into ``out_dir``."""
+    import tifffile
+
+    out = Path(out_dir) if out_dir is not None else Path("out") / "napari"
+    out.mkdir(parents=True, exist_ok=True)
+    widget, image = scene.widget, scene.image
+    result = widget.run(block=True, timeout=timeout)
+    output = widget.output_layer
+    if output is None:  # the run never started; keep the outputs' shape anyway
+        output = scene.viewer.add_labels(
+            np.zeros(image.data.shape, np.int32), name="PropSAM", scale=image.scale
+        )
+    labels = np.asarray(output.data, dtype=np.int32)
+    ids, dice, error = _score(result, widget._status.value, labels, scene)
+    labels_path = out / LABELS_NAME
+    tifffile.imwrite(str(labels_path), labels, compression="zlib")
+    output.visible = True
+    shot_path = out / SCREENSHOT_NAME
+    shot = _screenshot(scene.viewer, widget, image, output, scene.z, shot_path, real_gl)
+    for truth_id, d in dice.items():
+        logger.info("napari widget: glomerulus %d  DSC %.3f", truth_id, d)
+    if error:
+        logger.error("napari widget run: %s", error)
+    logger.info("wrote %s%s", labels_path, f" and {shot}" if shot else "")
+    return LaunchResult(labels_path, shot, ids, dice, error)
+
+
 def launch_viewer(
     headless: bool = False,
     out_dir: str | Path | None = None,
@@ -155,83 +292,16 @@ def launch_viewer(
     Returns:
         Headless: a :class:`LaunchResult`. With a window: None, after the window is closed.
     """
-    if headless and not _has_display():
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from napari._qt.qt_event_loop import get_qapp
-
-    get_qapp()
-    from ._gl import allow_viewer_without_opengl
-
-    real_gl = allow_viewer_without_opengl()
+    real_gl = start_qt(headless)
     import napari
 
-    from .._sample_data import glomeruli_sample, load_sample
-    from .widget import PropSAMWidget
-
-    sample = load_sample()
     viewer = napari.Viewer(show=not headless, title="napari-propsam: PropSAM demo")
     try:
-        layers = [
-            getattr(viewer, f"add_{kind}")(data, **meta) for data, meta, kind in glomeruli_sample()
-        ]
-        image = layers[0]
-        z = prompt_slice(sample["labels"], sample["targets"])
-        boxes = boxes_from_truth(sample["labels"], z, sample["targets"])
-        shapes = viewer.add_shapes(
-            [np.column_stack([np.full(4, z, float), b]) for b in boxes.values()],
-            shape_type="rectangle",
-            edge_color="yellow",
-            face_color="transparent",
-            edge_width=1.5,
-            name="PropSAM boxes",
-            scale=image.scale,
-        )
-        widget = PropSAMWidget(viewer)
-        viewer.window.add_dock_widget(widget, name="PropSAM", area="right")
-        widget.image_layer = image
-        widget.prompt_layer = shapes
-        widget.configure(device=device)
-        if model is not None:
-            widget.set_model(model)
-        widget._predictor_override = predictor
-        viewer.dims.set_current_step(0, z)
-        viewer.layers.selection.active = shapes
+        scene = open_demo(viewer, device, model, predictor)
         if not headless:
             napari.run()
             return None
-
-        out = Path(out_dir) if out_dir is not None else Path("out") / "napari"
-        out.mkdir(parents=True, exist_ok=True)
-        result = widget.run(block=True, timeout=timeout)
-        output = widget.output_layer
-        if output is None:  # the run never started; keep the outputs' shape anyway
-            output = viewer.add_labels(
-                np.zeros(image.data.shape, np.int32), name="PropSAM", scale=image.scale
-            )
-        labels = np.asarray(output.data, dtype=np.int32)
-        error = None
-        if result is None:
-            error = widget._status.value
-        elif result.error or result.failed:
-            error = "; ".join(filter(None, [result.error, *result.failed]))
-        ids = list(result.label_ids) if result is not None else []
-        dice = {}
-        if result is not None:  # the widget numbers boxes in the Shapes layer's order
-            for truth_id, label_id in zip(boxes, result.prompt_ids, strict=True):
-                seg = labels == label_id if label_id in ids else np.zeros_like(labels, bool)
-                dice[truth_id] = _dice(seg, sample["labels"] == truth_id)
-        import tifffile
-
-        labels_path = out / LABELS_NAME
-        tifffile.imwrite(str(labels_path), labels, compression="zlib")
-        output.visible = True
-        shot = _screenshot(viewer, widget, image, output, z, out / SCREENSHOT_NAME, real_gl)
-        for truth_id, d in dice.items():
-            logger.info("napari widget: glomerulus %d  DSC %.3f", truth_id, d)
-        if error:
-            logger.error("napari widget run: %s", error)
-        logger.info("wrote %s%s", labels_path, f" and {shot}" if shot else "")
-        return LaunchResult(labels_path, shot, ids, dice, error)
+        return _run_headless(scene, out_dir, timeout, real_gl)
     finally:
         if headless:
             viewer.close()
