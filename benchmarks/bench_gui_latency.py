@@ -27,39 +27,14 @@ PROBE_MS = 10
 
 
 def _setup(device: str):
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from napari._qt.qt_event_loop import get_qapp
+    """The launch demo's scene in a shown viewer (offscreen without a display)."""
+    from napari_propsam._widgets._launch import open_demo, start_qt
 
-    get_qapp()
-    from napari_propsam._widgets._gl import allow_viewer_without_opengl
-
-    gl = allow_viewer_without_opengl()
+    gl = start_qt(headless=True)  # offscreen only when there is no display
     import napari
 
-    from napari_propsam._sample_data import glomeruli_sample, load_sample
-    from napari_propsam._widgets._launch import boxes_from_truth, prompt_slice
-    from napari_propsam._widgets.widget import PropSAMWidget
-
-    sample = load_sample()
-    viewer = napari.Viewer(show=True)
-    layers = [getattr(viewer, f"add_{k}")(d, **m) for d, m, k in glomeruli_sample()]
-    image = layers[0]
-    z = prompt_slice(sample["labels"], sample["targets"])
-    boxes = boxes_from_truth(sample["labels"], z, sample["targets"])
-    shapes = viewer.add_shapes(
-        [np.column_stack([np.full(4, z, float), b]) for b in boxes.values()],
-        shape_type="rectangle",
-        name="PropSAM boxes",
-        scale=image.scale,
-    )
-    widget = PropSAMWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="PropSAM", area="right")
-    widget.image_layer = image
-    widget.prompt_layer = shapes
-    widget.configure(device=device)
-    viewer.dims.set_current_step(0, z)
-    return viewer, widget, image, len(boxes), gl
+    scene = open_demo(napari.Viewer(show=True), device)
+    return scene.viewer, scene.widget, scene.image, len(scene.boxes), gl
 
 
 def _one_run(widget, image) -> dict[str, float]:
