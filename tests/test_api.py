@@ -262,3 +262,58 @@ def test_missing_model_file_is_a_clear_error(ellipsoid, tmp_path):
     image, truth = ellipsoid
     with pytest.raises(ps.CheckpointError, match="neither a file nor a bundled model"):
         ps.segment(image, slice_index=24, mask=truth[24], model=str(tmp_path / "nope.pth"))
+
+
+# --- config= and box_config= (options declared once, issue 16) ------------------------------
+
+_SMALL = {"shape": (24, 40, 44), "center": (12, 20, 22), "radii": (8, 8, 8)}
+#: Non-default engine options, each of which changes the result on the tiny random model.
+_PROP = {"thickness": 2, "max_rounds": 1, "crop_ratio": 2.5, "min_area": 5, "stop_rule": "released"}
+_BOX = {"vmin_percentiles": (1.0,), "refine": False}
+
+
+def test_segment_with_configs_equals_the_same_keyword_options(tiny_bundle):
+    image, truth = ellipsoid_volume(**_SMALL)
+    run = dict(slice_index=12, mask=truth[12], model=tiny_bundle, device="cpu")
+    by_kwargs = ps.segment(image, **run, **_PROP)
+    by_config = ps.segment(image, **run, config=ps.PropagationConfig(**_PROP))
+    np.testing.assert_array_equal(by_config, by_kwargs)
+    # the options matter, so equality above is not two default runs
+    assert (ps.segment(image, **run) != by_kwargs).any()
+    roi = ps.segment_roi(image, **run, config=ps.PropagationConfig(**_PROP))
+    np.testing.assert_array_equal(roi.to_volume(image.shape), by_kwargs)
+
+
+def test_box_config_reaches_box2mask():
+    image, _ = ellipsoid_volume(**_SMALL)
+    run = dict(slice_index=12, box=(11, 13, 30, 32), model=make_tiny_bundle(2), device="cpu")
+    prop = ps.PropagationConfig(thickness=3, max_rounds=2)
+    by_kwargs = ps.segment(image, **run, thickness=3, max_rounds=2, **_BOX)
+    by_config = ps.segment(image, **run, config=prop, box_config=ps.BoxConfig(**_BOX))
+    np.testing.assert_array_equal(by_config, by_kwargs)
+    assert (ps.segment(image, **run, config=prop) != by_kwargs).any()
+    roi, q = ps.segment_roi(
+        image, **run, config=prop, box_config=ps.BoxConfig(**_BOX), with_quality=True
+    )
+    np.testing.assert_array_equal(roi.to_volume(image.shape), by_kwargs)
+    assert q is not None
+
+
+def test_keyword_options_override_the_config_fields(tiny_bundle):
+    image, truth = ellipsoid_volume(**_SMALL)
+    run = dict(slice_index=12, mask=truth[12], model=tiny_bundle, device="cpu")
+    base = ps.PropagationConfig(**{**_PROP, "thickness": 6, "max_rounds": 3})
+    mixed = ps.segment(image, **run, config=base, thickness=2, max_rounds=1)
+    np.testing.assert_array_equal(mixed, ps.segment(image, **run, **_PROP))
+    assert (ps.segment(image, **run, config=base) != mixed).any()
+
+
+def test_configs_of_the_wrong_class_are_refused(ellipsoid):
+    image, truth = ellipsoid
+    run = dict(slice_index=24, mask=truth[24], predictor=ThresholdPredictor())
+    with pytest.raises(TypeError, match=r"config must be a PropagationConfig.*box_config="):
+        ps.segment(image, **run, config=ps.BoxConfig())
+    with pytest.raises(TypeError, match=r"box_config must be a BoxConfig.*as config="):
+        ps.segment_roi(image, **run, box_config=ps.PropagationConfig())
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['thicknes'\]"):
+        ps.segment(image, **run, config=ps.PropagationConfig(), thicknes=3)

@@ -137,18 +137,21 @@ def propagate(
             round from ``thickness``. None = unknown units, ``thickness`` counts slices.
         model: Model to use (None = bundled default; see :func:`napari_propsam.list_models`).
         device: ``"auto"``/None, ``"cpu"``, ``"cuda"``, ``"mps"`` or a ``torch.device``.
-        config: Base :class:`PropagationConfig`.
-        box_config: Base :class:`BoxConfig`.
+        config: Base :class:`PropagationConfig` (None = defaults).
+        box_config: Base :class:`BoxConfig` (None = defaults).
         predictor: Advanced: a ready PropMask predictor (overrides ``model`` for propagation).
         **options: Any field of :class:`PropagationConfig` or :class:`BoxConfig`, e.g.
-            ``thickness=10``, ``min_area=50``.
+            ``thickness=10``, ``min_area=50``. An option given here overrides the same field of
+            ``config``/``box_config`` (as :func:`dataclasses.replace` would); the other fields
+            keep the config's values.
 
     Returns:
         Generator of :class:`SliceUpdate` (axis, slice index, window offset, ``(h, w)`` bool
         mask, progress); the final pass has ``final=True``.
 
     Raises:
-        ValueError: bad image, prompt, index, axis or spacing.
+        ValueError: bad image, prompt, index, axis, spacing or option value.
+        TypeError: an unknown option, or ``config``/``box_config`` of the wrong class.
         RuntimeError: the requested device is not available.
         CheckpointError: the model cannot be loaded.
     """
@@ -222,16 +225,24 @@ def segment(
     model: ModelSpec = None,
     device: str | torch.device | None = None,
     with_quality: bool = False,
+    config: PropagationConfig | None = None,
+    box_config: BoxConfig | None = None,
     **options: Any,
 ) -> np.ndarray | tuple[np.ndarray, ObjectQuality]:
     """Segment one 3D object from a box or mask on one slice (or several prompts).
 
-    Same arguments as :func:`propagate`, plus:
+    Same arguments as :func:`propagate`, plus ``with_quality``.
 
     Args:
         with_quality: Also return the object's :class:`~napari_propsam.quality.ObjectQuality`:
             ``score`` in [0, 1] (tracks the DSC) and ``slices_to_review`` (indices along
             ``axis``, worst first, each with a reason). It costs no extra forward pass.
+        config: All propagation options at once, e.g. one built from a saved run or the CLI
+            (None = defaults).
+        box_config: All Box2Mask options at once (None = defaults).
+        **options: Single fields of either config, e.g. ``thickness=10``. They override the
+            same field of ``config``/``box_config``: ``segment(v, config=c, thickness=10)``
+            runs ``dataclasses.replace(c, thickness=10)``.
 
     Returns:
         ``image.shape`` bool array, True on the object; with ``with_quality``,
@@ -241,6 +252,8 @@ def segment(
         >>> labels = napari_propsam.segment(volume, slice_index=40, box=(120, 80, 160, 130))
         >>> labels, q = napari_propsam.segment(volume, slice_index=40, mask=m, with_quality=True)
         >>> q.score, [(r.index, r.reason) for r in q.slices_to_review]
+        >>> cfg = napari_propsam.PropagationConfig(thickness=10, stop_rule="released")
+        >>> labels = napari_propsam.segment(volume, slice_index=40, mask=m, config=cfg)
     """
     gen = propagate(
         image,
@@ -251,6 +264,8 @@ def segment(
         spacing=spacing,
         model=model,
         device=device,
+        config=config,
+        box_config=box_config,
         **options,
     )
     out = np.zeros(tuple(int(s) for s in image.shape), bool)
@@ -339,12 +354,15 @@ def segment_roi(
     model: ModelSpec = None,
     device: str | torch.device | None = None,
     with_quality: bool = False,
+    config: PropagationConfig | None = None,
+    box_config: BoxConfig | None = None,
     **options: Any,
 ) -> ObjectROI | tuple[ObjectROI, ObjectQuality | None]:
     """Segment one 3D object, returning only its bounding box and the mask inside it.
 
     Same arguments as :func:`segment` (``image`` is ``(Z, Y, X)``; ``box`` is
-    ``(row0, col0, row1, col1)`` in the prompt plane; ``mask`` is ``(H, W)``), and the same
+    ``(row0, col0, row1, col1)`` in the prompt plane; ``mask`` is ``(H, W)``; ``config`` and
+    ``box_config`` are the base configs, which single ``**options`` override), and the same
     voxels as :func:`segment`, but nothing of the volume's size is allocated: memory follows the
     object, which is what huge volumes and batch runs need.
 
@@ -354,7 +372,8 @@ def segment_roi(
         ``with_quality=True``, ``(roi, quality)`` as :func:`segment` gives it.
 
     Raises:
-        ValueError: bad image, prompt, index, axis or spacing (as :func:`propagate`).
+        ValueError: bad image, prompt, index, axis, spacing or option (as :func:`propagate`).
+        TypeError: an unknown option, or ``config``/``box_config`` of the wrong class.
     """
     gen = propagate(
         image,
@@ -365,6 +384,8 @@ def segment_roi(
         spacing=spacing,
         model=model,
         device=device,
+        config=config,
+        box_config=box_config,
         **options,
     )
     # Only final updates matter: the engine sends exactly one per reached slice, after the

@@ -4,6 +4,10 @@
 ``model=``, ``device=`` and :class:`~napari_propsam.config.PropagationConfig` arguments; the dock
 widget only places them. Models are kept in a dropdown whose entries map to ``model=`` values
 (bundled names, checkpoint paths, ``{"propmask": ..., "box2mask": ...}`` mappings, bundles).
+
+The engine controls are generated from the config's field metadata
+(:func:`~napari_propsam.config.option_specs`): the options declared with ``widget=`` get a control
+with the declared label, tooltip, range and choices, so ``config.py`` is the one place to change.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, PushButton, SpinBox
+from magicgui.widgets.bases import ValueWidget
 
-from ..config import INTENSITY_MODES, STOP_RULES, PropagationConfig
+from ..config import OptionSpec, PropagationConfig, option_specs
 from ..device import DEVICE_CHOICES
 from ..registry import BUNDLED, DEFAULT_MODEL, ModelBundle, ModelSpec, list_models
 from ..weights import CheckpointError
@@ -24,13 +29,39 @@ from . import _notify
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
-_DEFAULTS = PropagationConfig()
 
 
-def _spin(label: str, value: float, bounds: tuple[float, float, float], tooltip: str):
-    """A float setting: ``bounds`` is ``(min, max, step)``."""
-    lo, hi, step = bounds
-    return FloatSpinBox(label=label, value=value, min=lo, max=hi, step=step, tooltip=tooltip)
+def widget_options() -> tuple[OptionSpec, ...]:
+    """The :class:`PropagationConfig` options the widget offers (declared with ``widget=``)."""
+    return tuple(s for s in option_specs(PropagationConfig) if s.widget is not None)
+
+
+def option_control(spec: OptionSpec) -> ValueWidget:
+    """The control of one engine option: its label, tooltip, default and range or choices.
+
+    Raises:
+        ValueError: an option kind the widget has no control for, or a number without a
+            ``widget_range`` (a spin box needs finite bounds).
+    """
+    tip = spec.tooltip or spec.help
+    if spec.kind == "choice":
+        return ComboBox(
+            label=spec.label, choices=list(spec.choices), value=spec.default, tooltip=tip
+        )
+    if spec.kind == "flag":
+        return CheckBox(text=spec.label, value=spec.default, tooltip=tip)
+    if spec.kind in ("real", "whole") and spec.widget_range is not None:
+        lo, hi = spec.widget_range
+        kind = FloatSpinBox if spec.kind == "real" else SpinBox
+        step = spec.step if spec.step is not None else 1
+        return kind(label=spec.label, value=spec.default, min=lo, max=hi, step=step, tooltip=tip)
+    raise ValueError(f"the widget has no control for option {spec.name!r} ({spec.kind})")
+
+
+def _control_value(spec: OptionSpec, value: Any) -> Any:
+    """A control's value as the config's type (spin boxes may hand back numpy or int)."""
+    cast = {"real": float, "whole": int, "flag": bool, "choice": str}[spec.kind]
+    return cast(value)
 
 
 class Settings:
@@ -39,8 +70,12 @@ class Settings:
     Attributes:
         model_row: The model dropdown with its *Browse…* button (shared by every panel).
         device: The device dropdown.
-        thickness: Propagation thickness per round.
-        advanced: *Min area*, *Crop ratio* and *Overwrite other labels*.
+        controls: The engine options' controls by option name, generated from the metadata of
+            :class:`PropagationConfig`; each is also an attribute of that name (``thickness``,
+            ``min_area``, ``crop_ratio``, ``intensity``, ``stop_rule``).
+        thickness: Propagation thickness per round (placed by the dock widget).
+        advanced: The options declared ``widget="advanced"`` (*Min area*, *Crop ratio*,
+            *Intensity*, *Stop rule*) and *Overwrite other labels*.
     """
 
     def __init__(self) -> None:
@@ -51,40 +86,14 @@ class Settings:
             widgets=[self.model, self.browse], layout="horizontal", labels=False, label="Model"
         )
         self.device = ComboBox(label="Device", choices=list(DEVICE_CHOICES), value="auto")
-        self.thickness = _spin(
-            "Thickness", _DEFAULTS.thickness, (0.1, 10000.0, 1.0),
-            "Propagation thickness per round, in the image's scale units "
-            "(slices when the scale is 1)",
-        )  # fmt: skip
-        self.min_area = _spin(
-            "Min area", _DEFAULTS.min_area, (0.0, 1e7, 10.0),
-            "Advanced: stop when the object's area on the front slice drops below this (pixels)",
-        )  # fmt: skip
-        self.crop_ratio = _spin(
-            "Crop ratio", _DEFAULTS.crop_ratio, (1.0, 10.0, 0.1),
-            "Advanced: crop side relative to the object's extent",
-        )  # fmt: skip
-        self.intensity = ComboBox(
-            label="Intensity",
-            choices=list(INTENSITY_MODES),
-            value=_DEFAULTS.intensity,
-            tooltip="Advanced: clip each slice to the prompt's percentile window (percentile) "
-            "or to the released notebook's integer CT window (ct-window, for Hounsfield units)",
-        )
-        self.stop_rule = ComboBox(
-            label="Stop rule",
-            choices=list(STOP_RULES),
-            value=_DEFAULTS.stop_rule,
-            tooltip="Advanced: symmetric stops both fronts at Min area; released is the "
-            "authors' code (Min area towards slice 0 only)",
-        )
+        self._options = {spec.name: spec for spec in widget_options()}
+        self.controls: dict[str, ValueWidget] = {}
+        for name, spec in self._options.items():
+            self.controls[name] = option_control(spec)
+            setattr(self, name, self.controls[name])  # settings.thickness, settings.min_area, …
         self.overwrite = CheckBox(text="Overwrite other labels", value=False)
-        self.advanced = Container(
-            widgets=[
-                self.min_area, self.crop_ratio, self.intensity, self.stop_rule, self.overwrite
-            ],
-            label="Advanced",
-        )  # fmt: skip
+        advanced = [self.controls[n] for n, s in self._options.items() if s.widget == "advanced"]
+        self.advanced = Container(widgets=[*advanced, self.overwrite], label="Advanced")
         for info in list_models():
             self._add_choice(
                 f"{info.name} (bundled{' default' if info.name == DEFAULT_MODEL else ''}"
@@ -196,42 +205,43 @@ class Settings:
     def options(self) -> dict[str, Any]:
         """The engine options set in the widget (fields of :class:`PropagationConfig`)."""
         return {
-            "thickness": float(self.thickness.value),
-            "min_area": float(self.min_area.value),
-            "crop_ratio": float(self.crop_ratio.value),
-            "intensity": str(self.intensity.value),
-            "stop_rule": str(self.stop_rule.value),
+            name: _control_value(spec, self.controls[name].value)
+            for name, spec in self._options.items()
         }
 
     def configure(
         self,
         *,
         device: str | None = None,
-        thickness: float | None = None,
-        min_area: float | None = None,
-        crop_ratio: float | None = None,
         overwrite: bool | None = None,
-        intensity: str | None = None,
-        stop_rule: str | None = None,
+        **options: Any,
     ) -> None:
         """Set the settings from a script (None leaves a setting as it is).
 
+        Args:
+            device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+            overwrite: Let new objects take voxels of other labels.
+            **options: Engine options the widget shows: ``thickness``, ``min_area``,
+                ``crop_ratio``, ``intensity``, ``stop_rule``.
+
         Raises:
             ValueError: an unknown device or a value the engine rejects.
+            TypeError: an option the widget does not show.
         """
         if device is not None and device not in DEVICE_CHOICES:
             raise ValueError(f"device must be one of {DEVICE_CHOICES}, got {device!r}")
+        unknown = sorted(set(options) - set(self._options))
+        if unknown:
+            raise TypeError(f"unknown setting(s) {unknown}; valid: {sorted(self._options)}")
         opts = self.options()
-        new = {"thickness": thickness, "min_area": min_area, "crop_ratio": crop_ratio}
-        opts.update({k: float(v) for k, v in new.items() if v is not None})
-        opts.update({k: v for k, v in (("intensity", intensity), ("stop_rule", stop_rule)) if v})
+        for name, value in options.items():
+            if value is None or (self._options[name].kind == "choice" and value == ""):
+                continue  # None (and, as before, an empty choice) leaves the setting as it is
+            opts[name] = float(value) if self._options[name].kind == "real" else value
         PropagationConfig(**opts)  # validate before touching any widget
         if device is not None:
             self.device.value = device
-        self.thickness.value = opts["thickness"]
-        self.min_area.value = opts["min_area"]
-        self.crop_ratio.value = opts["crop_ratio"]
-        self.intensity.value = opts["intensity"]
-        self.stop_rule.value = opts["stop_rule"]
+        for name, value in opts.items():
+            self.controls[name].value = value
         if overwrite is not None:
             self.overwrite.value = bool(overwrite)

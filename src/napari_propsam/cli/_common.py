@@ -1,7 +1,9 @@
 """Options shared by several ``propsam`` subcommands.
 
-They are turned into the frozen config dataclasses the API and widgets use; argparse namespaces
-never travel further than the ``cli`` package.
+The engine's flags are generated from the metadata of the frozen config dataclasses
+(:func:`napari_propsam.config.option_specs`): label, help, range and choices are declared once,
+in ``config.py``. Parsed flags are turned back into those dataclasses; argparse namespaces never
+travel further than the ``cli`` package.
 """
 
 from __future__ import annotations
@@ -10,54 +12,65 @@ import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from ..config import INTENSITY_MODES, STOP_RULES, BoxConfig, PropagationConfig
+from ..config import BoxConfig, OptionSpec, PropagationConfig, option_specs
 
 logger = logging.getLogger("napari_propsam")
 
+#: The config dataclasses whose options the engine commands offer as flags, in flag order.
+ENGINE_CONFIGS: tuple[type, ...] = (PropagationConfig, BoxConfig)
+
+
+def cli_options(config: type) -> tuple[OptionSpec, ...]:
+    """The options of ``config`` that the engine commands offer as ``--flags``."""
+    return tuple(s for s in option_specs(config) if s.cli)
+
+
+def argument_kwargs(spec: OptionSpec) -> dict[str, Any]:
+    """``add_argument`` keywords for one option: its default, help, type and choices."""
+    kw: dict[str, Any] = {"default": spec.default, "help": spec.help, "dest": spec.name}
+    if spec.kind == "real":
+        kw["type"] = float
+    elif spec.kind == "whole":
+        kw["type"] = int
+    elif spec.kind == "choice":
+        # argparse refuses anything else with "invalid choice: ... (choose from ...)"
+        kw["choices"] = spec.choices
+    elif spec.kind == "flag":
+        kw["action"] = argparse.BooleanOptionalAction
+    else:  # percentiles
+        kw.update(type=float, nargs="+")
+    return kw
+
 
 def add_engine_options(p: argparse.ArgumentParser, spacing: bool = True) -> None:
-    """Add ``--model --device --thickness --min-area --crop-ratio --intensity --stop-rule``
-    and, unless ``spacing`` is False (commands whose volumes carry their own), ``--spacing``."""
+    """Add ``--model --device``, every engine option declared for the CLI (``--thickness
+    --min-area --crop-ratio --intensity --stop-rule``) and, unless ``spacing`` is False
+    (commands whose volumes carry their own), ``--spacing``."""
     g = p.add_argument_group("engine")
     g.add_argument("--model", default=None, help="bundled model name or path to propmask weights")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    g.add_argument(
-        "--thickness",
-        type=float,
-        default=PropagationConfig.thickness,
-        help="propagation thickness in spacing units (slices without --spacing)",
-    )
-    g.add_argument("--min-area", type=float, default=PropagationConfig.min_area)
-    g.add_argument("--crop-ratio", type=float, default=PropagationConfig.crop_ratio)
-    g.add_argument(
-        "--intensity",
-        choices=INTENSITY_MODES,
-        default=PropagationConfig.intensity,
-        help="per-slice intensity clipping: percentile window of the prompt (default) or the "
-        "released notebook's integer CT window",
-    )
-    g.add_argument(
-        "--stop-rule",
-        choices=STOP_RULES,
-        default=PropagationConfig.stop_rule,
-        help="symmetric: both fronts stop at --min-area (default); released: the authors' code "
-        "(--min-area towards slice 0 only)",
-    )
+    for config in ENGINE_CONFIGS:
+        for spec in cli_options(config):
+            g.add_argument(spec.flag, **argument_kwargs(spec))
     if spacing:
         g.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"))
 
 
+def _config_from(args: argparse.Namespace, config: type) -> Any:
+    """``config`` built from the flags of its CLI options (missing flags keep the default)."""
+    kw = {s.name: getattr(args, s.name) for s in cli_options(config) if hasattr(args, s.name)}
+    return config(**{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
+
+
 def engine_configs(args: argparse.Namespace) -> tuple[PropagationConfig, BoxConfig]:
-    """The engine configs described by the options of :func:`add_engine_options`."""
-    prop = PropagationConfig(
-        thickness=args.thickness,
-        min_area=args.min_area,
-        crop_ratio=args.crop_ratio,
-        intensity=getattr(args, "intensity", PropagationConfig.intensity),
-        stop_rule=getattr(args, "stop_rule", PropagationConfig.stop_rule),
-    )
-    return prop, BoxConfig()
+    """The engine configs described by the options of :func:`add_engine_options`.
+
+    Raises:
+        ValueError: a value the engine refuses (e.g. ``--thickness 0``).
+    """
+    return _config_from(args, PropagationConfig), _config_from(args, BoxConfig)
 
 
 def image_spacing(spacing: Sequence[float] | None, path: str | Path) -> tuple[float, ...] | None:

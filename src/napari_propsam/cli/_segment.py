@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +57,7 @@ def _cmd_single(args: argparse.Namespace) -> int:
     )
     image = read_volume(args.image)
     spacing = image_spacing(args.spacing, args.image)
-    prop, _ = engine_configs(args)
+    prop, box_cfg = engine_configs(args)
     mask = None
     if args.mask is not None:
         sketch = np.asarray(read_volume(args.mask))
@@ -72,7 +71,8 @@ def _cmd_single(args: argparse.Namespace) -> int:
         spacing=spacing,
         model=args.model,
         device=args.device,
-        **{f.name: getattr(prop, f.name) for f in fields(prop)},
+        config=prop,
+        box_config=box_cfg,
     )
     dtype = labels_dtype(label)  # uint8 up to 255, uint16 up to 65535, else uint32
     write_volume(out_path, out.astype(dtype) * dtype.type(label), spacing)

@@ -83,10 +83,12 @@ class TaskConfig:
 
     input_size: int = 96
     n_adjacent: int = 4
-    thickness: float = 20.0
-    max_neighbours: int = 40
+    # The engine's own defaults (declared once, in config.py), so training samples the
+    # neighbour count and the crop the way inference will.
+    thickness: float = PropagationConfig.thickness
+    max_neighbours: int = PropagationConfig.max_neighbours
     crop_scale: tuple[float, float] = (1.0, 2.0)
-    min_crop: int = 16
+    min_crop: int = PropagationConfig.min_crop
     box_jitter: tuple[float, float] = (1.0, 1.25)
     perturb_prob: float = 0.5
     flip_prob: float = 0.5
