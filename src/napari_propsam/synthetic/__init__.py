@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,23 +131,45 @@ def _generate(
     rates: ArtefactRates,
     clean: bool = False,
 ) -> SyntheticVolume:
+    """A classic family volume, retried until it has a valid target."""
     spacing = (float(z_spacing), 1.0, 1.0)
-    for attempt in range(_ATTEMPTS):
+
+    def attempt() -> tuple[np.ndarray, np.ndarray, Sequence[int]]:
         base, contrast, style = draw_style(rng, family, clean)
         scene = Scene(shape=shape, spacing=spacing, rng=rng, base=base, contrast=contrast)
         BUILDERS[family](scene, style)
         apply_artefacts(scene, style.noise, style.blur, rates)
         labels, targets = finalize_labels(scene)
+        return scene.image, labels, targets
+
+    return _first_valid(family, seed, shape, z_spacing, attempt)
+
+
+def _first_valid(
+    family: str,
+    seed: int,
+    shape: tuple[int, int, int],
+    z_spacing: float,
+    attempt: Callable[[], tuple[np.ndarray, np.ndarray, Sequence[int]]],
+) -> SyntheticVolume:
+    """The first of up to ``_ATTEMPTS`` calls of ``attempt`` (``(image, labels, targets)``, the
+    random stream carried on from one call to the next) that has a target.
+
+    Raises:
+        RuntimeError: no attempt had a valid target.
+    """
+    for n in range(_ATTEMPTS):
+        image, labels, targets = attempt()
         if targets:
             return SyntheticVolume(
-                image=scene.image,
+                image=image,
                 labels=labels,
                 targets=tuple(targets),
-                spacing=spacing,
+                spacing=(float(z_spacing), 1.0, 1.0),
                 family=family,
                 seed=int(seed),
             )
-        logger.debug("%s seed %d attempt %d produced no valid target", family, seed, attempt)
+        logger.debug("%s seed %d attempt %d produced no valid target", family, seed, n)
     raise RuntimeError(
         f"could not generate a valid {family!r} volume for seed {seed}, shape {shape}, "
         f"z spacing {z_spacing}"
@@ -207,25 +229,13 @@ def _generate_new(
     z_spacing: float,
 ) -> SyntheticVolume:
     """A label-map or new held-out family volume, retried until it has a valid target."""
-    for attempt in range(_ATTEMPTS):
+
+    def attempt() -> tuple[np.ndarray, np.ndarray, Sequence[int]]:
         if family in HELDOUT_BUILDERS:
-            image, labels, targets = HELDOUT_BUILDERS[family](rng, shape, z_spacing)
-        else:
-            image, labels, targets = generate_labelmap(family, rng, shape, z_spacing)
-        if targets:
-            return SyntheticVolume(
-                image=image,
-                labels=labels,
-                targets=tuple(targets),
-                spacing=(float(z_spacing), 1.0, 1.0),
-                family=family,
-                seed=int(seed),
-            )
-        logger.debug("%s seed %d attempt %d produced no valid target", family, seed, attempt)
-    raise RuntimeError(
-        f"could not generate a valid {family!r} volume for seed {seed}, shape {shape}, "
-        f"z spacing {z_spacing}"
-    )
+            return HELDOUT_BUILDERS[family](rng, shape, z_spacing)
+        return generate_labelmap(family, rng, shape, z_spacing)
+
+    return _first_valid(family, seed, shape, z_spacing, attempt)
 
 
 def make_dataset(

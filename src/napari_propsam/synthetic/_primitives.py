@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._scene import Scene, Slices, _interp_separable, random_rotation, random_unit
-from .shapes import Sheet, fit_matrix, random_path
+from .shapes import Sheet, branch_direction, fit_matrix, inside_prefix, random_path
 
 
 def oblique_unit(rng: np.random.Generator, min_abs: float = 0.2, max_abs_z: float = 1.0):
@@ -152,10 +152,7 @@ def random_sized_tree(
 
     def grow(start, direction, r0, length, nb, lvl) -> None:
         pts = random_path(rng, start, direction, length, float(rng.uniform(0.02, 0.12)))
-        ext = scene.extent
-        inside = np.all((pts >= -r0) & (pts <= ext + r0), axis=1)
-        if not inside.all():
-            pts = pts[: max(int(np.argmin(inside)), 2)]
+        pts = inside_prefix(scene, pts, r0)
         t = np.linspace(0.0, 1.0, len(pts))
         taper = rng.uniform(0.0, 0.5)
         # Slow calibre changes along the vessel (stenoses, dilatations).
@@ -166,14 +163,7 @@ def random_sized_tree(
         if lvl <= 0 or len(pts) < 8:
             return
         for _ in range(nb):
-            i = int(rng.integers(len(pts) // 6, max(len(pts) * 5 // 6, len(pts) // 6 + 1)))
-            i = min(i, len(pts) - 2)
-            par = pts[i + 1] - pts[i]
-            par /= max(np.linalg.norm(par), 1e-9)
-            side = np.cross(par, random_unit(rng))
-            side /= max(np.linalg.norm(side), 1e-9)
-            ang = rng.uniform(np.radians(25), np.radians(85))
-            new_dir = np.cos(ang) * par + np.sin(ang) * side
+            i, new_dir = branch_direction(rng, pts, (25, 85))
             r_b = max(r0 * rng.uniform(0.45, 0.85), r_min)
             grow(pts[i], new_dir, r_b, length * rng.uniform(0.3, 0.7), max(nb - 2, 0), lvl - 1)
 

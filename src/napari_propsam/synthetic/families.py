@@ -13,8 +13,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from ._scene import Look, Scene, local_background, log_uniform, overlaps, paint
-from .shapes import Blob, Tree, random_blob, random_sheet, random_tree, render_tubes
+from ._scene import Look, Scene, Slices, local_background, log_uniform, overlaps, paint
+from .shapes import (
+    Blob,
+    Sheet,
+    Tree,
+    bud_blob,
+    random_blob,
+    random_sheet,
+    random_tree,
+    render_tubes,
+)
 from .textures import paint_background
 
 logger = logging.getLogger(__name__)
@@ -84,19 +93,53 @@ def _look(
 
 
 def place_blob(
-    scene: Scene, make: Callable[[], Blob], tries: int = 12, margin: float = 1.15, pad: float = 3.0
-) -> tuple[Blob, tuple[slice, slice, slice], np.ndarray] | None:
-    """Draw blobs from ``make`` until one does not touch an existing label (within ``margin``)."""
+    scene: Scene,
+    make: Callable[[], Blob | Sheet],
+    tries: int = 12,
+    margin: float = 1.15,
+    pad: float = 3.0,
+    min_voxels: int = 20,
+) -> tuple[Blob | Sheet, Slices, np.ndarray] | None:
+    """Draw blobs from ``make`` until one does not touch an existing label (within ``margin``).
+
+    Args:
+        scene: Scene.
+        make: Draws one candidate (a :class:`Blob` or a :class:`Sheet`).
+        tries: Candidates drawn at most.
+        margin: Level (1 = surface) within which no other label may be.
+        pad: Voxels added around the candidate's bounding box.
+        min_voxels: Fewest voxels inside the volume for a candidate to count.
+
+    Returns:
+        ``(candidate, crop, level in the crop)``, or None when every try failed.
+    """
     for _ in range(tries):
         blob = make()
-        sl = blob.crop(scene, pad)
-        if sl is None:
-            continue
-        level = blob.level(scene, sl)
-        if np.count_nonzero(level <= 1.0) < 20 or overlaps(scene, sl, level <= margin):
-            continue
-        return blob, sl, level
+        fit = _fit(scene, blob, pad, min_voxels, margin)
+        if fit is not None:
+            return blob, *fit
     return None
+
+
+def _fit(
+    scene: Scene,
+    shape: Blob | Sheet,
+    pad: float,
+    min_voxels: int,
+    margin: float,
+    allowed: set[int] | None = None,
+) -> tuple[Slices, np.ndarray] | None:
+    """``(crop, level)`` of ``shape`` if at least ``min_voxels`` of it lie in the volume and it
+    touches no label but ``allowed`` within ``margin``; else None."""
+    sl = shape.crop(scene, pad)
+    if sl is None:
+        return None
+    level = shape.level(scene, sl)
+    if np.count_nonzero(level <= 1.0) < min_voxels or overlaps(
+        scene, sl, level <= margin, allowed=allowed
+    ):
+        return None
+    return sl, level
 
 
 def add_blob(
@@ -147,20 +190,17 @@ def add_tree(
 
 def add_sheet(scene: Scene, look: Look, target: bool, tries: int = 10) -> int | None:
     """Place and paint one curved plate that does not touch other labels."""
-    for _ in range(tries):
-        sheet = random_sheet(scene)
-        sl = sheet.crop(scene, 4.0)
-        if sl is None:
-            continue
-        level = sheet.level(scene, sl)
-        if np.count_nonzero(level <= 1.0) < 30 or overlaps(scene, sl, level <= 1.5):
-            continue
-        label = scene.new_label()
-        paint(scene, sl, level, look, label, shell=(1.6, 3.5))
-        if target:
-            scene.targets.append(label)
-        return label
-    return None
+    placed = place_blob(
+        scene, lambda: random_sheet(scene), tries, margin=1.5, pad=4.0, min_voxels=30
+    )
+    if placed is None:
+        return None
+    _, sl, level = placed
+    label = scene.new_label()
+    paint(scene, sl, level, look, label, shell=(1.6, 3.5))
+    if target:
+        scene.targets.append(label)
+    return label
 
 
 def add_distractors(scene: Scene, style: Style, n: int, tubes: bool = True) -> None:
@@ -257,12 +297,10 @@ def build_glomeruli(scene: Scene, style: Style) -> None:
         r_eff = float(np.mean(blob.half_extent()))
         scale = 1.0 + 0.5 * float(np.abs(blob.lobe_amp).sum()) + gap / r_eff
         capsule = blob.smooth_copy(scale)
-        sl = capsule.crop(scene, 4.0)
-        if sl is None:
+        fit = _fit(scene, capsule, 4.0, 50, 1.3)
+        if fit is None:
             continue
-        lvl_c = capsule.level(scene, sl)
-        if np.count_nonzero(lvl_c <= 1.0) < 50 or overlaps(scene, sl, lvl_c <= 1.3):
-            continue
+        sl, lvl_c = fit
         lvl_t = blob.level(scene, sl)
         wall = 1.0 + 1.2 / (r_eff * scale)
         bg = local_background(scene, sl, (lvl_c > 1.3) & (lvl_c < 1.9))
@@ -417,21 +455,12 @@ def build_touching(scene: Scene, style: Style) -> None:
         for _ in range(int(rng.integers(1, 4))):
             for _ in range(8):
                 parent, _ = members[int(rng.integers(len(members)))]
-                r_p = float(np.exp(np.mean(np.log(parent.half_extent()))))
-                new = random_blob(scene, (0.75 * r_p, 1.25 * r_p), kind, center=parent.center)
-                n = rng.standard_normal(3)
-                n /= np.linalg.norm(n)
-                dist = (parent.support(n) + new.support(n)) * rng.uniform(0.7, 0.92)
-                new = replace(new, center=parent.center + n * dist)
-                nsl = new.crop(scene, 3.0)
-                if nsl is None:
-                    continue
-                nlevel = new.level(scene, nsl)
+                new, _ = bud_blob(scene, parent, (0.75, 1.25), kind)
                 ids = {lab for _, lab in members}
-                if np.count_nonzero(nlevel <= 1.0) < 40 or overlaps(
-                    scene, nsl, nlevel <= 1.15, allowed=ids
-                ):
+                fit = _fit(scene, new, 3.0, 40, 1.15, allowed=ids)
+                if fit is None:
                     continue
+                nsl, nlevel = fit
                 nlabel = scene.new_label()
                 paint(scene, nsl, nlevel, look, nlabel)
                 members.append((new, nlabel))

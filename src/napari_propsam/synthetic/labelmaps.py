@@ -14,7 +14,7 @@ middle one, which is exactly the output slice centre.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -28,7 +28,7 @@ from ._primitives import (
     tube_level,
 )
 from ._scene import MIN_HALF, Scene, Slices, log_uniform, smooth_noise
-from .shapes import Blob, random_blob
+from .shapes import Blob, bud_blob, random_blob
 
 logger = logging.getLogger(__name__)
 
@@ -351,13 +351,7 @@ def add_cluster(scene: LabelScene, size: float, mode: str) -> int | None:
     for _ in range(int(rng.integers(1, 4))):
         for _ in range(6):
             parent = members[int(rng.integers(len(members)))]
-            r_p = float(np.exp(np.mean(np.log(parent.half_extent()))))
-            new = random_blob(scene, (0.7 * r_p, 1.2 * r_p), kind, center=parent.center)
-            n = rng.standard_normal(3)
-            n /= np.linalg.norm(n)
-            dist = (parent.support(n) + new.support(n)) * rng.uniform(0.7, 0.92)
-            new = replace(new, center=parent.center + n * dist)
-            nsl = new.crop(scene, 3.0)
+            new, nsl = bud_blob(scene, parent, (0.7, 1.2), kind)
             if nsl is None:
                 continue
             nlev = coarse_level(scene, new, nsl)

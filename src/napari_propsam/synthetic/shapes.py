@@ -318,7 +318,7 @@ def random_path(
     return start[None, :] + np.cumsum(dirs * step, axis=0)
 
 
-def _inside_prefix(scene: Scene, pts: np.ndarray, margin: float) -> np.ndarray:
+def inside_prefix(scene: Scene, pts: np.ndarray, margin: float) -> np.ndarray:
     """``pts`` up to the first point that leaves the volume (plus ``margin``)."""
     ext = scene.extent
     inside = np.all((pts >= -margin) & (pts <= ext + margin), axis=1)
@@ -326,6 +326,54 @@ def _inside_prefix(scene: Scene, pts: np.ndarray, margin: float) -> np.ndarray:
         return pts
     first_out = int(np.argmin(inside))
     return pts[: max(first_out, 2)]
+
+
+def bud_blob(
+    scene: Scene, parent: Blob, scale: tuple[float, float], kind: str
+) -> tuple[Blob, Slices | None]:
+    """A look-alike of ``kind`` pressed against ``parent`` in a random direction.
+
+    Args:
+        scene: Scene (random source, volume).
+        parent: The blob it touches.
+        scale: ``(min, max)`` of its mean radius, as factors of the parent's (geometric mean).
+        kind: Blob kind (see :func:`random_blob`).
+
+    Returns:
+        ``(blob, crop)``: ``crop`` is its bounding box with a 3-voxel pad, None when outside.
+    """
+    rng = scene.rng
+    r_p = float(np.exp(np.mean(np.log(parent.half_extent()))))
+    new = random_blob(scene, (scale[0] * r_p, scale[1] * r_p), kind, center=parent.center)
+    n = rng.standard_normal(3)
+    n /= np.linalg.norm(n)
+    # Apart by 70-92% of the summed supports, so the two overlap a little and touch.
+    dist = (parent.support(n) + new.support(n)) * rng.uniform(0.7, 0.92)
+    new = replace(new, center=parent.center + n * dist)
+    return new, new.crop(scene, 3.0)
+
+
+def branch_direction(
+    rng: np.random.Generator, pts: np.ndarray, angles: tuple[float, float]
+) -> tuple[int, np.ndarray]:
+    """Where a side branch leaves a centre line, and its unit direction.
+
+    Args:
+        rng: Random source (draws: the point, a unit vector, the angle, in this order).
+        pts: ``(N, 3)`` physical centre-line points, ``N >= 8``.
+        angles: ``(min, max)`` angle to the parent's direction, in degrees.
+
+    Returns:
+        ``(i, direction)``: the branch starts at ``pts[i]``, in the middle two thirds.
+    """
+    i = int(rng.integers(len(pts) // 6, max(len(pts) * 5 // 6, len(pts) // 6 + 1)))
+    i = min(i, len(pts) - 2)
+    parent = pts[i + 1] - pts[i]
+    parent /= max(np.linalg.norm(parent), 1e-9)
+    side = np.cross(parent, random_unit(rng))
+    side /= max(np.linalg.norm(side), 1e-9)
+    ang = rng.uniform(np.radians(angles[0]), np.radians(angles[1]))
+    return i, np.cos(ang) * parent + np.sin(ang) * side
 
 
 def random_tree(
@@ -350,7 +398,7 @@ def random_tree(
         start: np.ndarray, direction: np.ndarray, r0: float, length: float, nb: int, lvl: int
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         pts = random_path(rng, start, direction, length, float(rng.uniform(0.02, 0.1)))
-        pts = _inside_prefix(scene, pts, r0)
+        pts = inside_prefix(scene, pts, r0)
         t = np.linspace(0.0, 1.0, len(pts))
         taper = rng.uniform(0.0, 0.45)
         wiggle = 1.0 + 0.12 * np.sin(2 * np.pi * (rng.uniform(1, 4) * t + rng.uniform()))
@@ -359,14 +407,7 @@ def random_tree(
         if lvl <= 0 or len(pts) < 8:
             return out
         for _ in range(nb):
-            i = int(rng.integers(len(pts) // 6, max(len(pts) * 5 // 6, len(pts) // 6 + 1)))
-            i = min(i, len(pts) - 2)
-            parent = pts[i + 1] - pts[i]
-            parent /= max(np.linalg.norm(parent), 1e-9)
-            side = np.cross(parent, random_unit(rng))
-            side /= max(np.linalg.norm(side), 1e-9)
-            ang = rng.uniform(np.radians(30), np.radians(80))
-            new_dir = np.cos(ang) * parent + np.sin(ang) * side
+            i, new_dir = branch_direction(rng, pts, (30, 80))
             r_b = max(radii[i] * rng.uniform(0.45, 0.85), r_min)
             out += grow(
                 pts[i], new_dir, r_b, length * rng.uniform(0.3, 0.7), max(nb - 2, 0), lvl - 1
