@@ -28,6 +28,7 @@ from napari_propsam.batch import (
 from napari_propsam.batch._report import ObjectReport
 from napari_propsam.batch._store import prompt_digest
 from test_batch import CENTERS, SHAPE, blobs_image, save_tiny_model
+from test_batch import write_csv as write
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +37,6 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     image = blobs_image()
     tifffile.imwrite(root / "image.tif", image)
     return {"image": image, "tif": str(root / "image.tif"), "model": save_tiny_model(root / "m")}
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
 
 
 # --- CSV rows sharing an id ------------------------------------------------------------------
