@@ -29,7 +29,7 @@ def env(make_napari_viewer, monkeypatch):
     viewer.window.add_dock_widget(widget, name="PropSAM")
     widget.image_layer = layer
     widget.set_model(make_tiny_bundle(fg_bias=5))  # Box2Mask keeps the whole box
-    widget._predictor_override = ThresholdPredictor(0.0)
+    widget.predictor_override = ThresholdPredictor(0.0)
     msgs: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
     monkeypatch.setattr(_notify, "show_error", msgs["error"].append)
     monkeypatch.setattr(_notify, "show_info", msgs["info"].append)

@@ -34,7 +34,7 @@ def test_finetune_adds_the_new_model_to_the_dropdown(env, tmp_path):
     ]  # fmt: skip
     assert all(np.isfinite(loss) for *_, loss in result.losses)
     assert panel.progress.value == 1000 and "Done" in panel.status.value
-    assert panel.progress is env.widget._progress  # one bar: the dock's footer
+    assert panel.progress is env.widget.controller.progress  # one bar: the dock's footer
     bundle = resolve_model(env.widget.model_spec)  # what Run will use now
     assert bundle.propmask.arch == TINY and bundle.box2mask.arch == TINY
     assert not panel.is_running and panel.button.enabled
@@ -51,10 +51,10 @@ def test_finetune_cancel_stops_training_and_adds_nothing(env, tmp_path, qtbot):
 
     assert panel.start() is None and panel.is_running
     assert not panel.button.enabled and panel.cancel_btn.enabled
-    assert panel.cancel_btn is env.widget._cancel_btn  # one Cancel: the dock's footer
+    assert panel.cancel_btn is env.widget.controller.cancel_button  # one Cancel: the dock's footer
     qtbot.waitUntil(lambda: len(panel.result.losses) >= 3, timeout=60000)
     assert "loss" in panel.status.value and "left" in panel.status.value
-    env.widget._cancel_btn.native.click()  # the footer's Cancel stops training
+    env.widget.controller.cancel_button.native.click()  # the footer's Cancel stops training
     qtbot.waitUntil(lambda: not panel.is_running, timeout=60000)
 
     result = panel.result

@@ -98,7 +98,7 @@ def test_multiscale_image_is_segmented_at_full_resolution(env):
     show_slice(env.viewer, 0, CENTER_SMALL[0])
     env.widget.configure(thickness=4)
     # The box normalises over background too: threshold mid-way between 0 and 100.
-    env.widget._predictor_override = ObjectPredictor()
+    env.widget.predictor_override = ObjectPredictor()
 
     result = env.widget.run(block=True)
 

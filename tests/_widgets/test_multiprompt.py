@@ -37,7 +37,7 @@ def seen(monkeypatch):
 
 
 def test_same_sketch_id_on_other_slices_is_one_object(env, seen):
-    env.widget._predictor_override = NothingPredictor()  # only the prompt slices are written
+    env.widget.predictor_override = NothingPredictor()  # only the prompt slices are written
     env.widget.configure(thickness=2)
     _sketch(
         env,
@@ -71,7 +71,7 @@ def test_running_again_from_another_slice_reuses_the_object_id(env, seen):
 
 
 def test_boxes_sharing_an_id_feature_are_one_object(env, seen):
-    env.widget._predictor_override = NothingPredictor()
+    env.widget.predictor_override = NothingPredictor()
     env.widget.configure(thickness=2)
     shapes = add_box(env, 0, 16)
     other = add_box(env, 0, 30)  # a second layer: move its rectangle into the first
@@ -121,7 +121,7 @@ def test_repropagate_adds_the_corrected_slice_to_the_earlier_prompts(env, seen):
     out.data[30][fixed] = lid  # the user repaints slice 30
     out.selected_label = lid
     show_slice(env.viewer, 0, 30)
-    env.widget._predictor_override = NothingPredictor()
+    env.widget.predictor_override = NothingPredictor()
     env.widget.configure(thickness=2)
     assert env.widget.repropagate(block=True).label_ids == [lid]
     (prompt,) = seen[-1]

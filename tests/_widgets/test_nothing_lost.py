@@ -55,7 +55,7 @@ def test_repropagation_never_erases_another_object_under_the_same_id(env):
     out.data[16][fixed] = 4  # the user repaints A on slice 16
     before = out.data.copy()
     out.selected_label = 4
-    env.widget._predictor_override = NothingPredictor()
+    env.widget.predictor_override = NothingPredictor()
     env.widget.configure(thickness=3)  # reaches slices 13..19
     show_slice(env.viewer, 0, 16)
 
@@ -127,7 +127,7 @@ def test_choosers_never_default_to_ground_truth_or_output(make_napari_viewer):
     # A first Run without a prompt layer is refused before anything is computed or added.
     n_layers = len(viewer.layers)
     assert widget.run(block=True) is None
-    assert "no prompt layer" in widget._status.value and len(viewer.layers) == n_layers
+    assert "no prompt layer" in widget.controller.status.value and len(viewer.layers) == n_layers
     # An output made by a run is not a default either; a layer made as a prompt is.
     viewer.add_labels(np.zeros(truth.data.shape, np.int32), name="some output")
     assert widget.prompt_layer is None
@@ -154,7 +154,7 @@ def test_a_long_message_or_layer_name_does_not_widen_the_dock(env):
     for part in (native, dock):
         assert part.sizeHint().width() <= max(width_before, 450), part
         assert part.minimumSizeHint().width() <= max(width_before, 450), part
-    status = env.widget._status
+    status = env.widget.controller.status
     assert status.value.endswith("it is damaged")  # the whole text is kept...
     assert len(status.native.text()) == MAX_STATUS_CHARS  # ...the label shows it elided
     assert status.native.toolTip() == status.value and status.native.wordWrap()

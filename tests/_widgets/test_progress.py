@@ -33,20 +33,20 @@ def test_status_text_estimates_slices_and_time():
 
 
 def test_progress_moves_with_each_forward_pass(env, qtbot):
-    pred = env.widget._predictor_override = SlowPredictor(0.0, delay=0.05)
+    pred = env.widget.predictor_override = SlowPredictor(0.0, delay=0.05)
     env.widget.configure(thickness=3)
     add_box(env, 0, 24)
     new_output(env)
     show_slice(env.viewer, 0, 24)
     values, texts = [], []
-    env.widget._progress.changed.connect(values.append)
-    orig = env.widget._handle
+    env.widget.controller.progress.changed.connect(values.append)
+    orig = env.widget.controller.dispatch
 
     def record(run, item):
         orig(run, item)
-        texts.append(env.widget._status.value)
+        texts.append(env.widget.controller.status.value)
 
-    env.widget._handle = record
+    env.widget.controller.dispatch = record
     result = env.widget.run(block=True)
     assert result.ok
     passes = len(pred.times)
@@ -56,5 +56,5 @@ def test_progress_moves_with_each_forward_pass(env, qtbot):
     pattern = r"object 1 of 1 \(box 1(, final pass)?\) · \d+ of ~\d+ slices · about .+ left"
     assert any(re.fullmatch(pattern, t) for t in texts), texts[:5]
     assert any("first pass…" in t for t in texts)  # the Box2Mask / first-pass phase is shown
-    assert env.widget._progress.value == 1000
-    assert env.widget._progress.native.maximum() == 1000  # not left as a busy indicator
+    assert env.widget.controller.progress.value == 1000
+    assert env.widget.controller.progress.native.maximum() == 1000  # not left as a busy indicator

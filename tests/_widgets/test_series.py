@@ -27,7 +27,7 @@ def discs_series(seed: int = 0):
 def test_series_run_carries_the_painted_image_to_every_image(env):
     image, truth = discs_series()
     env.image.data = image
-    env.widget._predictor_override = ThresholdPredictor(0.0)
+    env.widget.predictor_override = ThresholdPredictor(0.0)
     sketch_data = np.zeros(truth.shape, np.int32)
     sketch_data[2] = truth[2]  # both objects painted on image 2 only
     env.widget.prompt_layer = env.viewer.add_labels(sketch_data, name="sketch")

@@ -29,7 +29,7 @@ def setup_scene(env, predictor):
     image, truth = balls_volume()
     env.image.data = image
     env.truth = truth > 0  # the helpers size prompt layers by it
-    env.widget._predictor_override = predictor
+    env.widget.predictor_override = predictor
     add_sketch(env, 0, 10, {1: truth[10] == 1})  # one painted example: ball 1
     base = np.zeros(SHAPE, np.int32)
     base[0:2, 0:3, 90:93] = 3  # an object made earlier, away from every ball
@@ -60,7 +60,7 @@ def test_find_similar_segments_every_ball_as_one_undo_step(env):
     np.testing.assert_array_equal(out.data, base)
     out.redo()
     np.testing.assert_array_equal(out.data, done)
-    assert "Done: 4 object(s)" in env.widget._status.value
+    assert "Done: 4 object(s)" in env.widget.controller.status.value
 
 
 def test_cancel_keeps_finished_objects_in_the_one_step(env, qtbot):
@@ -71,7 +71,7 @@ def test_cancel_keeps_finished_objects_in_the_one_step(env, qtbot):
     assert env.widget.is_running and not env.widget.similar.button.enabled
     assert env.widget.run() is None  # runs never interleave
     assert "already running" in env.msgs["info"][-1]
-    run = env.widget._run
+    run = env.widget.controller.current
     qtbot.waitUntil(lambda: len(run.result.label_ids) >= 1, timeout=60000)
     env.widget.cancel()
     qtbot.waitUntil(lambda: not env.widget.is_running, timeout=60000)

@@ -35,7 +35,7 @@ def test_run_from_a_box_or_a_sketch_on_any_axis(env, qtbot, kind, axis):
             env.image.scale, env.image.translate = (2.0, 1.0, 1.0), (5.0, 0.0, 0.0)
         add_box(env, axis, index, scale=axis == 0)
         # The whole box guides (background included): a stand-in that keeps only the object.
-        env.widget._predictor_override = ObjectPredictor()
+        env.widget.predictor_override = ObjectPredictor()
         expected_id = 1
     else:
         add_sketch(env, axis, index, {5: env.truth.take(index, axis=axis)})
@@ -59,7 +59,7 @@ def test_run_from_a_box_or_a_sketch_on_any_axis(env, qtbot, kind, axis):
 
 
 def test_streaming_writes_before_the_worker_is_done(env, qtbot):
-    pred = env.widget._predictor_override = SlowPredictor(delay=0.03)
+    pred = env.widget.predictor_override = SlowPredictor(delay=0.03)
     add_sketch(env, 0, 24, {1: env.truth[24]})
     out = new_output(env)
     writes: list[float] = []
@@ -80,7 +80,7 @@ def test_streaming_writes_before_the_worker_is_done(env, qtbot):
 
 
 def test_cancel_leaves_the_layer_exactly_as_before(env, qtbot):
-    pred = env.widget._predictor_override = SlowPredictor(delay=0.1)
+    pred = env.widget.predictor_override = SlowPredictor(delay=0.1)
     add_sketch(env, 0, 24, {1: env.truth[24]})
     base = np.zeros(env.truth.shape, np.int32)
     base[20:28, 28:36, 20:30] = 7
@@ -154,15 +154,15 @@ def test_other_labels_are_preserved_unless_overwrite(env, overwrite):
 
 
 def test_a_second_run_while_running_is_refused(env, qtbot):
-    pred = env.widget._predictor_override = SlowPredictor(delay=0.05)
+    pred = env.widget.predictor_override = SlowPredictor(delay=0.05)
     add_sketch(env, 0, 24, {3: env.truth[24]})
     out = new_output(env)
     show_slice(env.viewer, 0, 24)
     env.widget.run()
-    run = env.widget._run
+    run = env.widget.controller.current
     assert env.widget.run() is None
     env.widget._on_run_key(env.viewer)  # the shortcut goes through the same path
-    assert env.widget._run is run
+    assert env.widget.controller.current is run
     assert sum("already running" in m for m in env.msgs["info"]) == 2
     qtbot.waitUntil(lambda: not env.widget.is_running, timeout=30000)
     assert env.widget.last_result.label_ids == [1]
@@ -212,7 +212,7 @@ def test_a_missing_or_bad_model_is_a_clear_error(env, tmp_path, monkeypatch):
     base[0, 0, 0] = 9
     out = new_output(env, base.copy())
     show_slice(env.viewer, 0, 24)
-    env.widget._predictor_override = None
+    env.widget.predictor_override = None
     with pytest.raises(FileNotFoundError):
         env.widget.set_model(tmp_path / "missing.pth")
 
@@ -231,7 +231,7 @@ def test_a_missing_or_bad_model_is_a_clear_error(env, tmp_path, monkeypatch):
 
 
 def test_a_worker_error_rolls_the_object_back(env):
-    env.widget._predictor_override = SlowPredictor(delay=0.0, fail_after=3)
+    env.widget.predictor_override = SlowPredictor(delay=0.0, fail_after=3)
     add_sketch(env, 0, 24, {1: env.truth[24]})
     base = np.zeros(env.truth.shape, np.int32)
     base[30:40, 0:5, 0:5] = 2
@@ -255,7 +255,7 @@ def test_repropagate_from_this_slice_replaces_only_reached_slices(env):
     out.data[16][fixed] = 4  # the user repaints the object on slice 16
     before = out.data.copy()
     out.selected_label = 4
-    env.widget._predictor_override = NothingPredictor()
+    env.widget.predictor_override = NothingPredictor()
     env.widget.configure(thickness=3)  # reaches slices 13..19
     show_slice(env.viewer, 0, 16)
     n_history = len(out._undo_history)
@@ -332,7 +332,7 @@ def test_console_recipe_from_the_docs(env):
             slice_index=24,
             mask=sketch,
             spacing=env.image.scale,
-            predictor=env.widget._predictor_override,
+            predictor=env.widget.predictor_override,
         ):
             change = edit.change(out.data, update)
             if change is not None:

@@ -29,7 +29,6 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Labels
-from napari.qt.threading import thread_worker
 from superqt.utils import ensure_main_thread
 
 from ..labeling import max_label
@@ -38,9 +37,10 @@ from . import _notify
 from ._layout import StatusLabel
 from ._progress import format_seconds
 from ._prompts import PromptError, check_image, full_resolution
-from ._runner import qt_deleted, wait_until
+from ._runner import qt_deleted
 
 if TYPE_CHECKING:
+    from ._controller import Job
     from .widget import PropSAMWidget
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class FinetunePanel:
 
     def __init__(self, widget: PropSAMWidget) -> None:
         self._widget = widget
-        self._stop: threading.Event | None = None
+        self._job: Job | None = None  # the training going (its worker, via the controller)
         self._networks: tuple[str, ...] = ()
         self.result: FinetuneResult | None = None
         self.labels = ComboBox(
@@ -237,12 +237,12 @@ class FinetunePanel:
     @property
     def progress(self) -> Any:
         """The progress bar (the dock's footer bar, shared with segmentation)."""
-        return self._widget._progress
+        return self._widget.controller.progress
 
     @property
     def cancel_btn(self) -> Any:
         """The Cancel button (the dock's footer button, shared with segmentation)."""
-        return self._widget._cancel_btn
+        return self._widget.controller.cancel_button
 
     def _labels_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         # No default layer: training on the wrong one (the uncorrected output, or a sample's
@@ -267,7 +267,7 @@ class FinetunePanel:
     @property
     def is_running(self) -> bool:
         """A fine-tuning run is going."""
-        return self._stop is not None
+        return self._job is not None and self._job.running
 
     def _inputs(self, need_folder: bool = True) -> tuple[Any, Any, Labels, Path | None]:
         """The image layer, the labels data, the labels layer and the output folder, checked."""
@@ -335,32 +335,37 @@ class FinetunePanel:
             bool(self.holdout.value), estimate_only,
         )  # fmt: skip
         self.result = result = FinetuneResult()
-        self._stop = stop = threading.Event()
-        self._started = time.monotonic()
-        worker = thread_worker(_finetune_work, start_thread=False, ignore_errors=True)(
-            full_resolution(image), labels, tuple(float(s) for s in image.scale), layer.name,
-            out, self._widget.model_spec, self._networks, plan, stop, self._on_progress,
-            self._on_estimate,
-        )  # fmt: skip
-        if not estimate_only:
-            worker.returned.connect(lambda paths: self._on_returned(result, out, paths))
-        worker.errored.connect(lambda err: self._on_errored(result, err))
-        worker.finished.connect(lambda: self._on_finished(result, out, estimate_only))
+        stop = threading.Event()
         first = "Timing one step…" if estimate_only or plan.budget_s else "Starting…"
         self._set_busy(True, f"Fine-tuning {' and '.join(self._networks)}: {first}")
-        self._widget.set_indeterminate(True)  # building the volume, timing a step
-        worker.start()
+        controller = self._widget.controller
+        controller.set_indeterminate(True)  # building the volume, timing a step
+        work = partial(
+            _finetune_work, full_resolution(image), labels, tuple(float(s) for s in image.scale),
+            layer.name, out, self._widget.model_spec, self._networks, plan, stop,
+            self._on_progress, self._on_estimate,
+        )  # fmt: skip
+        self._job = controller.submit(
+            "fine-tuning",
+            work,
+            on_returned=None if estimate_only else partial(self._on_returned, result, out),
+            on_errored=partial(self._on_errored, result),
+            on_finished=partial(self._on_finished, result, out, estimate_only),
+            stop=stop,
+            on_cancel=partial(self._on_cancel, result),
+            footer=True,  # the footer's Cancel stops training when no segmentation runs
+        )
         if block:
-            wait_until(lambda: not self.is_running, timeout, self.cancel)
+            controller.wait(self._job, timeout)
         return result if block else None
 
     def cancel(self) -> None:
         """Stop training after the current step (the weights so far are saved, not added)."""
-        if self._stop is None or self._stop.is_set():
-            return
-        self._stop.set()
-        if self.result is not None:
-            self.result.cancelled = True
+        if self._job is not None:
+            self._widget.controller.cancel_job(self._job)
+
+    def _on_cancel(self, result: FinetuneResult) -> None:
+        result.cancelled = True
         self.status.value = "Cancelling…"
 
     @ensure_main_thread
@@ -373,7 +378,7 @@ class FinetunePanel:
             f"One step of {' + '.join(self._networks)}: {per_step:.2f} s; {steps} steps: about "
             f"{format_seconds(total)}"
         )
-        self._widget._status.value = self.status.value
+        self._widget.controller.show(self.status.value)
 
     @ensure_main_thread
     def _on_progress(self, network: str, step: int, steps: int, loss: float) -> None:
@@ -384,9 +389,10 @@ class FinetunePanel:
             return
         pos = self._networks.index(network) if network in self._networks else 0
         frac = (pos + step / max(1, steps)) / max(1, len(self._networks))
-        self._widget.set_indeterminate(False)
-        self.progress.value = int(round(1000 * min(frac, 1.0)))
-        if self._stop is not None and not self._stop.is_set():
+        controller = self._widget.controller
+        controller.set_indeterminate(False)
+        controller.set_progress(frac)
+        if self.is_running and not self._job.cancelled:
             if step == 1 or pos != getattr(self, "_net_pos", -1):
                 self._net_pos, self._net_start = pos, time.monotonic()
             left = ""
@@ -395,7 +401,7 @@ class FinetunePanel:
                 rest = (steps - step) * rate * (1 + (len(self._networks) - pos - 1))
                 left = f" · about {format_seconds(rest)} left"
             self.status.value = f"{network}: step {step}/{steps}, loss {loss:.4f}{left}"
-            self._widget._status.value = f"Fine-tuning {self.status.value}"
+            controller.show(f"Fine-tuning {self.status.value}")
 
     def _on_returned(self, result: FinetuneResult, out: Path, paths: dict[str, Path]) -> None:
         result.paths = {k: Path(v) for k, v in paths.items()}
@@ -405,17 +411,17 @@ class FinetunePanel:
         result.model_key = self._widget.set_model(spec, name=f"fine-tuned: {out.name}")
 
     def _on_errored(self, result: FinetuneResult, err: Exception) -> None:
-        logger.error("fine-tuning failed: %s", err, exc_info=err)
+        # The controller has logged it with its traceback.
         result.error = str(err) or type(err).__name__
         _notify.error(f"fine-tuning failed: {result.error}")
 
     def _on_finished(self, result: FinetuneResult, out: Path | None, estimate: bool) -> None:
-        self._stop = None
         if qt_deleted(self.status):
             return
-        self._widget.set_indeterminate(False)
+        controller = self._widget.controller
+        controller.set_indeterminate(False)
         if estimate and not (result.error or result.cancelled):
-            self.progress.value = 1000
+            controller.set_progress(1.0)
             self._set_busy(False, self.status.value)
             return
         if result.error:
@@ -424,7 +430,7 @@ class FinetunePanel:
             text = f"Cancelled; the weights so far are in {out}" if result.paths else "Cancelled"
 
         else:
-            self.progress.value = 1000
+            controller.set_progress(1.0)
             text = f"Done: '{result.model_key}' is selected in the model dropdown."
             _notify.info(text)
         self._set_busy(False, text)
@@ -432,8 +438,7 @@ class FinetunePanel:
     def _set_busy(self, busy: bool, text: str) -> None:
         self.button.enabled = not busy
         self.estimate_btn.enabled = not busy
-        self.cancel_btn.enabled = busy or self._widget.is_running
         if busy:
-            self.progress.value = 0
+            self._widget.controller.set_progress(0.0)
         self.status.value = text
-        self._widget._status.value = text
+        self._widget.controller.show(text)

@@ -7,11 +7,17 @@ worker yields across many event-loop turns, so we use the same mechanism the bru
 stroke spanning many mouse events: ``_begin_stroke`` / ``_commit_stroke`` / ``_abort_stroke``
 (napari >= 0.9). Older napari has only the underlying ``_block_history`` flag and
 ``_staged_history`` list, which we drive directly.
+
+This module is the ONE place that touches napari's private API: the undo stage above, the
+layer's slice state (:func:`_slice_is_current`) and the ``__wrapped__`` unwrap of the plugin
+proxy (:func:`real_object`). :data:`PRIVATE_API` lists what it relies on, and
+``tests/_widgets/test_history.py`` fails the day the installed napari changes any of it.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TypeVar
 
 import numpy as np
 from napari.layers import Labels
@@ -19,6 +25,41 @@ from napari.layers import Labels
 from ..labeling import Change, ObjectEdit, apply_change
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The private members of ``napari.layers.Labels`` used here (napari >= 0.9; older napari takes
+#: the ``_staged_history`` / ``_commit_staged_history`` branch instead of the stroke methods).
+PRIVATE_API: tuple[str, ...] = (
+    "_begin_stroke",
+    "_commit_stroke",
+    "_abort_stroke",
+    "_block_history",
+    "_save_history",
+    "_slice_input",
+    "_slice",
+)
+_OLD_PRIVATE_API = ("_block_history", "_staged_history", "_commit_staged_history", "_save_history")
+
+
+def real_object(obj: T) -> T:
+    """The object behind napari's ``PublicOnlyProxy``, or ``obj`` itself.
+
+    napari hands plugin widgets a proxy of the viewer; layers reached through it are proxies too,
+    which warn on (and may one day refuse) the private history calls of this module. The widget
+    is part of this package, so it works on the real objects.
+    """
+    return getattr(obj, "__wrapped__", obj)
+
+
+def missing_private_api(layer: Labels) -> list[str]:
+    """The members of :data:`PRIVATE_API` that ``layer`` lacks (empty: this module works).
+
+    With napari < 0.9 (no stroke methods) the older members are checked instead.
+    """
+    layer = real_object(layer)
+    names = PRIVATE_API if hasattr(layer, "_begin_stroke") else _OLD_PRIVATE_API
+    return [name for name in names if not hasattr(layer, name)]
 
 
 def _slice_is_current(layer: Labels) -> bool:
@@ -44,7 +85,7 @@ class UndoGroup:
 
     def __init__(self, layer: Labels) -> None:
         # A layer reached through napari's plugin proxy would warn on each private call.
-        self.layer = getattr(layer, "__wrapped__", layer)
+        self.layer = real_object(layer)
         self.active = False
 
     def begin(self) -> None:

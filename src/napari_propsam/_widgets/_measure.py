@@ -12,22 +12,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import CheckBox, Container, PushButton, Table
 from napari.layers import Labels
-from napari.qt.threading import thread_worker
 
 from ..measure import measure_labels, write_measurements_csv
 from . import _notify
 from ._layout import StatusLabel
 from ._measure_table import REVIEW, fill, go_to, header, length_unit, row_label, with_quality
 from ._prompts import PromptError, full_resolution
-from ._runner import qt_deleted, wait_until
+from ._runner import qt_deleted
 
 if TYPE_CHECKING:
+    from ._controller import Job
     from .widget import PropSAMWidget
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class MeasurePanel:
 
     def __init__(self, widget: PropSAMWidget) -> None:
         self._widget = widget
-        self._busy = False
+        self._job: Job | None = None  # the measurement going (its worker, via the controller)
         self.last: Measurement | None = None
         self.button = PushButton(text="Measure", tooltip="Measure every object of the output")
         self.auto = CheckBox(text="Measure after each run", value=True)
@@ -87,7 +88,7 @@ class MeasurePanel:
     @property
     def is_running(self) -> bool:
         """A measurement is going."""
-        return self._busy
+        return self._job is not None and self._job.running
 
     def measure(self, block: bool = False, timeout: float = 600.0) -> Measurement | None:
         """Measure the output layer's objects in a worker (the *Measure* button).
@@ -99,12 +100,12 @@ class MeasurePanel:
         Returns:
             With ``block=True`` the :class:`Measurement` (None if it failed), else None.
         """
-        if self._busy:
+        if self.is_running:
             if not block:
                 _notify.info("a measurement is already running")
                 return None
             # e.g. the automatic measurement after a run: let it end, then measure afresh
-            wait_until(lambda: not self._busy, timeout, lambda: None)
+            self._widget.controller.wait(self._job, timeout, cancel=False)
         layer = self._widget.output_layer
         image = self._widget.image_layer
         try:
@@ -117,24 +118,24 @@ class MeasurePanel:
             self.status.value = str(err)
             _notify.error(str(err))
             return None
-        self._busy = True
         self.button.enabled = False
         self.status.value = f"Measuring '{layer.name}'…"
         before = self.last
-        worker = thread_worker(measure_labels, start_thread=False, ignore_errors=True)(
-            layer.data, None if image is None else full_resolution(image), spacing
+        intensities = None if image is None else full_resolution(image)
+        self._job = self._widget.controller.submit(
+            "measuring",
+            partial(measure_labels, layer.data, intensities, spacing),
+            on_returned=partial(self._on_returned, layer),
+            on_errored=self._on_errored,
+            on_finished=self._on_finished,
         )
-        worker.returned.connect(lambda table: self._on_returned(layer, table))
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        worker.start()
         if not block:
             return None
-        wait_until(lambda: not self._busy, timeout, lambda: None)
+        self._widget.controller.wait(self._job, timeout, cancel=False)
         return self.last if self.last is not before else None
 
     def _after_run(self, layer: Labels) -> None:
-        if self.auto.value and not self._busy:
+        if self.auto.value and not self.is_running:
             self.measure()
 
     def _on_returned(self, layer: Labels, table: dict[str, np.ndarray]) -> None:
@@ -152,14 +153,13 @@ class MeasurePanel:
         self.status.value = f"{len(self.last)} object(s) in '{layer.name}'."
 
     def _on_errored(self, err: Exception) -> None:
-        logger.error("measuring failed: %s", err, exc_info=err)
+        # The controller has logged it with its traceback.
         if qt_deleted(self.status):
             return
         self.status.value = f"Measuring failed: {err}"
         _notify.error(f"measuring failed: {err}")
 
     def _on_finished(self) -> None:
-        self._busy = False
         if not qt_deleted(self.button):
             self.button.enabled = True
 

@@ -63,6 +63,7 @@ class SeriesPanel:
 
     def __init__(self, widget: PropSAMWidget) -> None:
         self._widget = widget
+        widget.controller.on(SeriesUpdate, self.write)
         self.enabled = CheckBox(
             text="2D series (first axis = separate images)",
             value=False,
@@ -100,7 +101,7 @@ class SeriesPanel:
                     f"nothing painted in '{source.name}': paint the objects (one label per "
                     "object) on one or a few images of the series"
                 )
-            w.settings.check_model(False, w._predictor_override)
+            w.settings.check_model(False, w.predictor_override)
             output = w.ensure_output(image)
         except (ValueError, RuntimeError, CheckpointError) as err:
             w.not_started(err)
@@ -114,7 +115,7 @@ class SeriesPanel:
             k: ObjectEdit(output.data.shape, ids[k], overwrite, True) for k in painted
         }
         run.result.prompt_ids = [ids[k] for k in painted]
-        return w.launch(
+        return w.controller.launch(
             run,
             series_work,
             full_resolution(image),
@@ -124,7 +125,7 @@ class SeriesPanel:
             busy_text=f"Series: {len(ids)} object(s) from {len(annotations)} painted image(s)…",
             model=w.model_spec,
             device=w.settings.device.value,
-            predictor=w._predictor_override,
+            predictor=w.predictor_override,
             cancel=run.cancel_event,
             **w.options(),
         )
@@ -136,17 +137,21 @@ class SeriesPanel:
         if source is output:
             return {k: k for k in painted}
         keys = [(id(output), "series", id(source), k) for k in painted]
-        known = self._widget._box_ids
+        known = self._widget.known_ids
         reused = {i: known[key] for i, key in enumerate(keys) if key in known}
         new = assign_label_ids(output.data, [None] * len(painted), reused)
         known.update(zip(keys, new, strict=True))
         return dict(zip(painted, new, strict=True))
 
     def write(self, run: RunState, item: SeriesUpdate) -> None:
-        """Write one finished image into its plane of the output layer (main thread)."""
-        w = self._widget
+        """Write one finished image into its plane of the output layer (main thread).
+
+        The run controller's handler of :class:`~napari_propsam.series.SeriesUpdate`.
+        """
+        c = self._widget.controller
+        c.set_indeterminate(False)
         if run.group is None:
-            run.group = w.undo_group(run.output)
+            run.group = c.undo_group(run.output)
         mask = np.asarray(item.mask)
         for painted, edit in run.series_edits.items():
             update = SliceUpdate(0, int(item.index), (0, 0), mask == painted, item.progress, True)
@@ -155,5 +160,5 @@ class SeriesPanel:
         written = {run.series_edits[int(v)].label_id for v in np.unique(mask) if v > 0}
         run.result.label_ids = sorted(written | set(run.result.label_ids))
         n = int(run.output.data.shape[0])
-        w._progress.value = int(round(1000 * min(item.progress, 1.0)))
-        w._status.value = f"Series: image {item.index} done ({run.slices_done}/{n})"
+        c.set_progress(item.progress)
+        c.show(f"Series: image {item.index} done ({run.slices_done}/{n})")

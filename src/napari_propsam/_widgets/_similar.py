@@ -24,6 +24,7 @@ from superqt.utils import ensure_main_thread
 from ..labeling import max_label
 from ..weights import CheckpointError
 from ._gather import read_prompt_layer
+from ._progress import RunProgress
 from ._prompts import check_image, displayed_plane, full_resolution
 from ._runner import PromptsFound, RunFailed, RunResult, RunState
 
@@ -72,6 +73,8 @@ class SimilarPanel:
         )
         self.container = Container(widgets=[self.button], labels=False, label="")
         self.button.changed.connect(lambda: self.start())
+        widget.controller.on(PromptsFound, self._on_found)
+        widget.controller.busy_callbacks.append(self._on_busy)
 
     def start(self, block: bool = False, timeout: float = 600.0) -> RunResult | None:
         """Find and segment every object like the examples on the displayed slice.
@@ -93,7 +96,7 @@ class SimilarPanel:
             plane = displayed_plane(w.viewer, image)
             found = read_prompt_layer(w.viewer, image, plane, w.prompt_layer)
             boxes = [b for b in found.boxes if b is not None]
-            w.settings.check_model(bool(boxes), w._predictor_override)
+            w.settings.check_model(bool(boxes), w.predictor_override)
             output = w.ensure_output(image)
         except (ValueError, RuntimeError, CheckpointError) as err:
             w.not_started(err)
@@ -114,7 +117,7 @@ class SimilarPanel:
             one_step=True,
         )
         self._search_run = run
-        return w.launch(
+        return w.controller.launch(
             run,
             similar_work,
             full_resolution(image),
@@ -128,7 +131,7 @@ class SimilarPanel:
             spacing=tuple(float(s) for s in image.scale),
             model=w.model_spec,
             device=w.settings.device.value,
-            predictor=w._predictor_override,
+            predictor=w.predictor_override,
             cancel=run.cancel_event,
             propagate_3d=True,
             start_label=start_label,
@@ -139,6 +142,17 @@ class SimilarPanel:
     @ensure_main_thread
     def _on_search_progress(self, run: RunState, fraction: float) -> None:
         # Called from the worker; ensure_main_thread queues it onto the GUI thread.
-        if run is self._search_run and run is self._widget._run and not run.prompts:
-            self._widget.set_indeterminate(False)
-            self._widget._progress.value = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        c = self._widget.controller
+        if run is self._search_run and run is c.current and not run.prompts:
+            c.set_indeterminate(False)
+            c.set_progress(fraction)
+
+    def _on_found(self, run: RunState, item: PromptsFound) -> None:
+        """The search ended: its objects become the run's prompts (the controller's handler)."""
+        run.prompts = list(item.prompts)
+        run.progress = RunProgress(len(run.prompts))
+        run.result.prompt_ids = [p.label_id for p in run.prompts]
+        self._widget.controller.show(item.message)
+
+    def _on_busy(self, busy: bool) -> None:
+        self.button.enabled = not busy

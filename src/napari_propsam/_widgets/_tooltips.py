@@ -25,10 +25,10 @@ TIPS: dict[str, str] = {
     "with its own label (the same label on several slices: one object, several prompts)",
     "_run_btn": "Segment every box / sketch on the displayed slice in 3D, streaming into the "
     "output layer (Shift-R with the canvas focused); Ctrl+Z undoes one object",
-    "_cancel_btn": "Stop the running segmentation or fine-tuning within about one forward pass "
-    "(segmenting: the interrupted object is removed, finished ones are kept)",
-    "_progress": "Progress of the running segmentation or fine-tuning (a moving bar: a phase "
-    "without a fraction, e.g. loading the model)",
+    "controller.cancel_button": "Stop the running segmentation or fine-tuning within about one "
+    "forward pass (segmenting: the interrupted object is removed, finished ones are kept)",
+    "controller.progress": "Progress of the running segmentation or fine-tuning (a moving bar: "
+    "a phase without a fraction, e.g. loading the model)",
     "measure.auto": "Measure the output layer again after every run that wrote objects",
     "measure.export": "Write the table to a CSV file (the same columns and full-precision "
     "values; measures first if needed)",

@@ -5,8 +5,10 @@ The widget only wires napari to the core: prompts are read from layers on the ma
 :func:`napari_propsam.similar.find_similar_stream`), and each yielded slice update is turned into
 voxel changes by :class:`napari_propsam.labeling.ObjectEdit` and written with
 ``Labels.data_setitem``, one undo step per object, or one for a whole *Find similar* run
-(:mod:`._history`). The worker never touches a layer. The *Measure* and *Fine-tune* tabs live in
-:mod:`._measure` and :mod:`._finetune`; the settings in :mod:`._settings`.
+(:mod:`._history`). The worker never touches a layer. The run lifecycle (start, stream, cancel,
+roll back, report) and the footer belong to :class:`._controller.RunController`; each panel
+registers its handlers there. The *Measure* and *Fine-tune* tabs live in :mod:`._measure` and
+:mod:`._finetune`; the settings in :mod:`._settings`.
 
 Programmatic use (scripts, tests, napari's console)::
 
@@ -21,13 +23,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import napari
-from magicgui.widgets import ComboBox, Container, ProgressBar, PushButton
+from magicgui.widgets import ComboBox, Container, PushButton
 from napari.layers import Image, Labels, Layer, Shapes
-from napari.qt.threading import thread_worker
 from qtpy.QtWidgets import QTabWidget
 
 from ..config import PropagationConfig
@@ -35,6 +35,7 @@ from ..device import select_device
 from ..registry import ModelSpec
 from ..weights import CheckpointError
 from . import _notify
+from ._controller import RunController
 from ._finetune import FinetunePanel
 from ._gather import (
     Gathered,
@@ -43,17 +44,17 @@ from ._gather import (
     gather_run,
     output_shape_error,
 )
-from ._history import UndoGroup
+from ._history import UndoGroup, real_object
 from ._layout import StatusLabel, keep_width
 from ._measure import MeasurePanel
 from ._prompts import full_resolution
-from ._runner import RunResult, RunState, wait_until, work
+from ._runner import RunResult, RunState, work
 from ._series import SeriesPanel
 from ._session import Session
 from ._settings import Settings
 from ._similar import SimilarPanel
 from ._storage import new_labels_data
-from ._stream import handle
+from ._stream import register_object_handlers
 from ._tooltips import apply_tooltips
 
 logger = logging.getLogger(__name__)
@@ -78,25 +79,38 @@ class PropSAMWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
-        # napari hands plugin widgets a PublicOnlyProxy of the viewer; layers reached through it
-        # are proxies too, which warn on (and may one day refuse) the Labels history calls of
-        # _history.py. The widget is part of this package, so it works on the real objects.
-        self.viewer = getattr(viewer, "__wrapped__", viewer)
+        self.viewer = real_object(viewer)  # a plugin proxy's layers would refuse _history's calls
         #: Tests and advanced scripting: a PropMask stand-in used instead of the model's network.
-        self._predictor_override: Any = None
-        self._run: RunState | None = None
-        self.last_result: RunResult | None = None
+        self.predictor_override: Any = None
+        #: Starts, streams, cancels and reports every run; owns the footer (bar, status, Cancel).
+        self.controller = RunController("Draw a box or paint a sketch, then Run.")
         #: (output layer id, axis, slice, rounded box) -> label id, so re-running a box replaces
-        #: its object instead of adding a duplicate under a new id.
-        self._box_ids: dict[tuple, int] = {}
+        #: its object instead of adding a duplicate under a new id (2D series: its own keys).
+        self.known_ids: dict[tuple, int] = {}
         #: Prompt layers made with the New box / sketch buttons (the chooser's defaults).
         self._made_prompts: list[Layer] = []
         #: Called with the output layer after every run that wrote something (main thread).
-        self.run_finished_callbacks: list[Callable[[Labels], None]] = []
+        self.run_finished_callbacks: list[Callable[[Labels], None]] = (
+            self.controller.finished_callbacks
+        )
         self.settings = Settings()
         #: The objects segmented in this session (prompt slices, quality) per output layer.
         self.session = Session()
+        self._make_inputs()
+        self.extend([self._image, self._output, self.settings.model_row, self.settings.device])
+        self.similar = SimilarPanel(self)
+        self.series = SeriesPanel(self)
+        self.measure = MeasurePanel(self)
+        self.finetune = FinetunePanel(self)
+        self._make_tabs()
+        keep_width(self.native)  # long layer names and messages must not widen the dock
+        apply_tooltips(self)
+        register_object_handlers(self.controller, self._object_done)
+        self.controller.busy_callbacks.append(self._on_busy)
+        self._connect()
 
+    def _make_inputs(self) -> None:
+        """The layer choosers and the Segment tab's buttons."""
         self._image = ComboBox(
             label="Image",
             choices=self._image_choices,
@@ -110,9 +124,6 @@ class PropSAMWidget(Container):
         )
         self._add_boxes = PushButton(text="New box layer")
         self._add_sketch = PushButton(text="New sketch layer")
-        new_row = Container(
-            widgets=[self._add_boxes, self._add_sketch], layout="horizontal", labels=False, label=""
-        )
         self._output = ComboBox(
             label="Output",
             choices=self._output_choices,
@@ -125,15 +136,12 @@ class PropSAMWidget(Container):
             "propagate from it in both directions, replacing the object on the slices "
             "it reaches",
         )
-        self._cancel_btn = PushButton(text="Cancel", enabled=False)
-        self._progress = ProgressBar(min=0, max=1000, value=0, label="Progress")
-        self._status = StatusLabel(value="Draw a box or paint a sketch, then Run.")
-        self.extend([self._image, self._output, self.settings.model_row, self.settings.device])
 
-        self.similar = SimilarPanel(self)
-        self.series = SeriesPanel(self)
-        self.measure = MeasurePanel(self)
-        self.finetune = FinetunePanel(self)
+    def _make_tabs(self) -> None:
+        """The Segment, Measure and Fine-tune tabs, then the run footer under them."""
+        new_row = Container(
+            widgets=[self._add_boxes, self._add_sketch], layout="horizontal", labels=False, label=""
+        )
         segment = Container(
             widgets=[
                 self._prompts,
@@ -156,15 +164,13 @@ class PropSAMWidget(Container):
         ):
             self._tabs.addTab(panel.native, title)
         self._segment_tab = segment
-        self._footer = Container(widgets=[self._cancel_btn, self._progress, self._status])
         self.native.layout().addWidget(self._tabs)
-        self.native.layout().addWidget(self._footer.native)
-        keep_width(self.native)  # long layer names and messages must not widen the dock
-        apply_tooltips(self)
+        self.native.layout().addWidget(self.controller.footer.native)
 
+    def _connect(self) -> None:
+        """Buttons, the viewer's layer list and the Run shortcut."""
         self._run_btn.changed.connect(lambda: self.run())
         self._repropagate_btn.changed.connect(lambda: self.repropagate())
-        self._cancel_btn.changed.connect(lambda: self.cancel())
         self._add_boxes.changed.connect(self._new_box_layer)
         self._add_sketch.changed.connect(self._new_sketch_layer)
         for ev in ("inserted", "removed", "moved", "reordered"):
@@ -174,6 +180,27 @@ class PropSAMWidget(Container):
         self._on_layers_changed()
         # Newest widget wins the shortcut (e.g. after the dock widget was closed and reopened).
         self.viewer.bind_key(RUN_KEY, self._on_run_key, overwrite=True)
+
+    # --- the footer and the run's state (owned by :attr:`controller`) --------------------------
+
+    @property
+    def _predictor_override(self) -> Any:
+        """Older name of :attr:`predictor_override` (``_launch.py`` still uses it)."""
+        return self.predictor_override
+
+    @_predictor_override.setter
+    def _predictor_override(self, predictor: Any) -> None:
+        self.predictor_override = predictor
+
+    @property
+    def _status(self) -> StatusLabel:
+        """The footer's status line (``_launch.py`` reads it; panels use the controller)."""
+        return self.controller.status
+
+    @property
+    def last_result(self) -> RunResult | None:
+        """The result of the last run that ended."""
+        return self.controller.last_result
 
     # --- layer choosers ----------------------------------------------------------------------
 
@@ -294,7 +321,7 @@ class PropSAMWidget(Container):
     @property
     def is_running(self) -> bool:
         """A run is going (or its worker is still winding down after a cancel)."""
-        return self._run is not None
+        return self.controller.is_running
 
     # --- preparing a run ---------------------------------------------------------------------
 
@@ -342,11 +369,11 @@ class PropSAMWidget(Container):
                 self.image_layer,
                 self.prompt_layer,
                 self.ensure_output,
-                self._box_ids,
+                self.known_ids,
                 current_output=self.output_layer,
             )
         self.settings.check_model(
-            any(p.box is not None for p in found.prompts), self._predictor_override
+            any(p.box is not None for p in found.prompts), self.predictor_override
         )
         return found
 
@@ -374,15 +401,11 @@ class PropSAMWidget(Container):
 
     def refuse_if_running(self) -> bool:
         """Tell the user and return True when a run is going (runs never interleave)."""
-        if self._run is None:
-            return False
-        _notify.info("already running: wait for it to finish or press Cancel")
-        return True
+        return self.controller.refuse_if_running()
 
     def not_started(self, err: Exception) -> None:
         """Report why a run could not start."""
-        self._status.value = f"Not started: {err}"
-        _notify.error(str(err))
+        self.controller.not_started(err)
 
     def _start(self, repropagate: bool, block: bool, timeout: float) -> RunResult | None:
         if not repropagate and self.series.enabled.value:
@@ -413,7 +436,7 @@ class PropSAMWidget(Container):
             spacing=tuple(float(s) for s in found.image.scale),
             model=self.model_spec,
             device=self.settings.device.value,
-            predictor=self._predictor_override,
+            predictor=self.predictor_override,
             cancel=run.cancel_event,
             max_batch=INTERACTIVE_MAX_BATCH,
             **self.options(),
@@ -431,136 +454,37 @@ class PropSAMWidget(Container):
     ) -> RunResult | None:
         """Run the generator ``body(*args, **kwargs)`` in a worker and stream it into the output.
 
-        ``body`` yields the events of :func:`~napari_propsam.labeling.stream_objects` (and
-        optionally :class:`PromptsFound` first, or :class:`RunFailed`); see :meth:`run` for
-        ``block`` and ``timeout``.
+        See :meth:`RunController.launch`; ``block`` and ``timeout`` as for :meth:`run`.
         """
-        self._run = run
-        self._set_busy(True, busy_text)
-        worker = thread_worker(body, start_thread=False, ignore_errors=True)(*args, **kwargs)
-        run.worker = worker
-        worker.yielded.connect(partial(self._on_yielded, run))
-        worker.errored.connect(partial(self._on_errored, run))
-        worker.finished.connect(partial(self._on_finished, run))
-        _notify.relay_warnings(worker)
-        worker.start()
-        if not block:
-            return None
-        wait_until(lambda: self._run is not run, timeout, self.cancel)
-        return run.result
+        return self.controller.launch(
+            run, body, *args, block=block, timeout=timeout, busy_text=busy_text, **kwargs
+        )
 
     def cancel(self) -> None:
-        """Stop the run within about one forward pass; the current object is rolled back."""
-        run = self._run
-        if run is None and self.finetune.is_running:  # the footer's Cancel serves both
-            self.finetune.cancel()
-            return
-        if run is None or run.stopped:
-            return
-        run.stopped = True
-        run.result.cancelled = True
-        run.cancel_event.set()
-        if run.worker is not None:
-            run.worker.quit()
-        self._rollback(run)
-        self._close_group(run)
-        self._status.value = "Cancelling…"
-        _notify.info("cancelled; the interrupted object was removed")
+        """Stop the run within about one forward pass; the current object is rolled back.
+
+        With no run going, the footer's Cancel stops fine-tuning instead.
+        """
+        self.controller.cancel()
 
     def _on_run_key(self, _viewer: Any = None) -> None:
         self.run()
 
-    def _rollback(self, run: RunState) -> None:
-        """Put the output layer back as it was before the current object started."""
-        if run.one_step:
-            # The run is one undo step: undo the object by writing its baseline back into the
-            # open group, so the objects finished before it stay in that step.
-            if run.group is not None and run.edit is not None:
-                run.group.write(run.edit.restore(run.output.data))
-                run.output.refresh()
-        elif run.group is not None:
-            run.group.abort(run.edit)
-            run.group = None
-        run.edit = None
-
     def undo_group(self, layer: Labels) -> UndoGroup:
         """Open an undo group on ``layer``: the writes until its commit are one Ctrl+Z."""
-        group = UndoGroup(layer)
-        group.begin()
-        return group
-
-    def _close_group(self, run: RunState) -> None:
-        """Commit what the run wrote as its undo step (one-step runs keep one group open)."""
-        if run.group is not None:
-            run.group.commit()
-            run.group = None
-
-    def _fail(self, run: RunState, message: str) -> None:
-        if run.stopped:
-            return
-        run.stopped = True
-        run.result.error = message
-        run.cancel_event.set()
-        if run.worker is not None:
-            run.worker.quit()
-        self._rollback(run)
-        self._close_group(run)
-        _notify.error(message)
-
-    def _on_yielded(self, run: RunState, item: Any) -> None:
-        if run.stopped or run is not self._run:
-            return  # left over from a cancelled or failed run
-        try:
-            self._handle(run, item)
-        except Exception as err:  # noqa: BLE001 - e.g. the output layer was changed under us
-            logger.exception("writing into the output layer failed")
-            self._fail(run, f"could not write into '{run.output.name}': {err}")
-
-    def _handle(self, run: RunState, item: Any) -> None:
-        handle(self, run, item)
-
-    def _on_errored(self, run: RunState, err: Exception) -> None:
-        self._fail(run, str(err) or type(err).__name__)
-
-    def _on_finished(self, run: RunState) -> None:
-        if run.edit is not None:  # the worker ended inside an object without saying why
-            self._rollback(run)
-        self._close_group(run)
-        if run is not self._run:
-            return
-        self._run = None
-        self.last_result = run.result
-        res = run.result
-        if res.cancelled:
-            text = f"Cancelled ({len(res.label_ids)} object(s) kept)."
-        elif res.error:
-            text = f"Failed: {res.error}"
-        else:
-            text = (
-                f"Done: {len(res.label_ids)} object(s) "
-                f"{', '.join(map(str, res.label_ids))} in '{run.output.name}'"
-                + (f"; {len(res.failed)} failed" if res.failed else "")
-                + "."
-            )
-            self.set_indeterminate(False)
-            self._progress.value = 1000
-            if res.label_ids:
-                _notify.info(text)
-        self._set_busy(False, text)
-        if res.label_ids:
-            for callback in list(self.run_finished_callbacks):
-                callback(run.output)
+        return self.controller.undo_group(layer)
 
     def set_indeterminate(self, busy: bool) -> None:
         """Show the footer bar as a busy indicator (a phase without a fraction) or as a bar."""
-        self._progress.native.setMaximum(0 if busy else 1000)
+        self.controller.set_indeterminate(busy)
 
-    def _set_busy(self, busy: bool, text: str) -> None:
+    def _object_done(self, run: RunState, position: int) -> None:
+        """Remember a finished object: its box (re-running it replaces it) and its session."""
+        prompt = run.prompts[position]
+        if position in run.box_keys:
+            self.known_ids[(id(run.output), *run.box_keys[position])] = prompt.label_id
+        self.session.record(run.output, prompt, run.quality)
+
+    def _on_busy(self, busy: bool) -> None:
         self._run_btn.enabled = not busy
         self._repropagate_btn.enabled = not busy
-        self.similar.button.enabled = not busy
-        self._cancel_btn.enabled = busy or self.finetune.is_running
-        self.set_indeterminate(busy)  # loading the model: no fraction until the first pass
-        if busy:
-            self._progress.value = 0
-        self._status.value = text
