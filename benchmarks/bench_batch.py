@@ -24,8 +24,8 @@ import tifffile
 import torch
 
 from napari_propsam.batch import read_prompts, run_batch, start_local_cluster
+from napari_propsam.devtools.synthetic import make_volume
 from napari_propsam.io import read_volume
-from napari_propsam.synthetic import make_volume
 
 logger = logging.getLogger("bench_batch")
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from napari_propsam.config import BoxConfig
-from napari_propsam.evaluation import heldout_volumes, loose_box, prompt_slices
+from napari_propsam.devtools.evaluation import heldout_volumes, loose_box, prompt_slices
 from napari_propsam.metrics import dice
 from napari_propsam.predictors import Box2MaskPredictor
 from napari_propsam.registry import resolve_model

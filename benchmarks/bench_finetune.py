@@ -1,8 +1,8 @@
 """Fine-tuning demonstration: adapt the bundled weights to a family they never saw.
 
 The ``cysts`` family (hollow cysts: a bright wall around a dark lumen, the whole cyst is the
-target) is in ``napari_propsam.synthetic.HELDOUT_FAMILIES``: no bundled weights were trained on
-it. The script
+target) is in ``napari_propsam.devtools.synthetic.HELDOUT_FAMILIES``: no bundled weights were
+trained on it. The script
 
 1. scores the bundled model on held-out cyst volumes (mask and box prompts, several objects);
 2. fine-tunes PropMask and Box2Mask on a few *other* cyst volumes with
@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-from napari_propsam.evaluation import evaluate, heldout_volumes, summarise
-from napari_propsam.synthetic import make_volume
+from napari_propsam.devtools.evaluation import evaluate, heldout_volumes, summarise
+from napari_propsam.devtools.synthetic import make_volume
 from napari_propsam.training import finetune, from_synthetic
 
 # Seeds of the fine-tuning volumes: disjoint from training (0+), validation (50,000+) and the

@@ -3,7 +3,7 @@
 Builds, outside the repository (a temporary directory, or ``--workdir``):
 
 * ``small.npy``: a 256^3 uint16 synthetic kidney-cortex block (glomeruli family of
-  :mod:`napari_propsam.synthetic`);
+  :mod:`napari_propsam.devtools.synthetic`);
 * ``big.zarr``: a 2048^3 uint16 zarr, chunks 64^3, whose untouched chunks are a constant
   ``fill_value`` (never stored), with the same 256^3 block written at a chunk-aligned offset and
   two mirrored copies elsewhere, so the volume holds several glomeruli.
@@ -81,7 +81,7 @@ def build(workdir: Path) -> dict[str, Any]:
     """Write ``small.npy`` and ``big.zarr`` into ``workdir``; return the prompt and object."""
     import zarr
 
-    from napari_propsam.synthetic import make_volume
+    from napari_propsam.devtools.synthetic import make_volume
 
     t0 = time.perf_counter()
     vol = make_volume(FAMILY, SEED, shape=(SMALL,) * 3, anisotropy=1.0)

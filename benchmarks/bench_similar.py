@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from napari_propsam.api import apply_update
-from napari_propsam.evaluation import heldout_volumes
+from napari_propsam.devtools.evaluation import heldout_volumes
 from napari_propsam.labeling import ObjectUpdate
 from napari_propsam.metrics import dice
 from napari_propsam.predictors import PropMaskPredictor

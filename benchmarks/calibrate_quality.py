@@ -20,7 +20,7 @@ import torch
 from scipy.stats import spearmanr
 
 from napari_propsam.api import apply_update, propagate
-from napari_propsam.evaluation import OFFSETS, heldout_volumes, loose_box, prompt_slices
+from napari_propsam.devtools.evaluation import OFFSETS, heldout_volumes, loose_box, prompt_slices
 from napari_propsam.metrics import dice
 from napari_propsam.predictors import PropMaskPredictor
 from napari_propsam.registry import resolve_model

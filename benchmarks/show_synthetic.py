@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_propsam.synthetic import HELDOUT_FAMILIES, LABELMAP_FAMILIES, make_volume
+from napari_propsam.devtools.synthetic import HELDOUT_FAMILIES, LABELMAP_FAMILIES, make_volume
 
 logger = logging.getLogger("show_synthetic")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_propsam.synthetic import make_sample_stack
+from napari_propsam.devtools.synthetic import make_sample_stack
 
 logger = logging.getLogger("make_sample_data")
 

@@ -7,7 +7,7 @@ import pytest
 
 import napari_propsam as ps
 from conftest import ThresholdPredictor, dice, ellipsoid_volume
-from napari_propsam.prompts import collect_prompts
+from napari_propsam.prompt_checks import collect_prompts
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """napari sample data: "Micro-CT glomeruli (synthetic)".
 
-A small synthetic micro-CT stack of kidney cortex (``napari_propsam.synthetic.make_sample_stack``,
-written by ``scripts/make_sample_data.py``) shipped in the package, opened as an image plus its
-ground-truth labels.
+A small synthetic micro-CT stack of kidney cortex
+(``napari_propsam.devtools.synthetic.make_sample_stack``, written by
+``scripts/make_sample_data.py``) shipped in the package, opened as an image plus its ground-truth
+labels.
 """
 
 from __future__ import annotations

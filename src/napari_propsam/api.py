@@ -17,7 +17,7 @@ import torch
 
 from .config import BoxConfig, PropagationConfig, split_options
 from .predictors import Box2MaskPredictor, MaskPropagator, PropMaskPredictor
-from .prompts import collect_prompts, normalize_box
+from .prompt_checks import collect_prompts, normalize_box
 from .propagation import SliceUpdate, prompt_bounds, propagate_mask
 from .quality import ObjectQuality
 from .registry import ModelSpec, resolve_model

@@ -41,7 +41,7 @@ import numpy as np
 
 from .api import propagate
 from .ownership import OwnedRegion, owned_component, prompt_seed
-from .prompts import prepare_mask
+from .prompt_checks import prepare_mask
 from .propagation import SliceUpdate
 from .registry import ModelSpec, resolve_model
 
@@ -208,7 +208,7 @@ def sketch_masks(plane: np.ndarray) -> dict[int, np.ndarray]:
 
     Returns:
         ``{label: (H, W) bool}``, ascending labels; closed outlines are filled
-        (:func:`napari_propsam.prompts.prepare_mask`).
+        (:func:`napari_propsam.prompt_checks.prepare_mask`).
     """
     plane = np.asarray(plane)
     if plane.ndim != 2:

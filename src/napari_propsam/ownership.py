@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .prompts import normalize_box
+from .prompt_checks import normalize_box
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ import torch
 
 from .config import PropagationConfig, split_options
 from .predictors import MaskPropagator, PropMaskPredictor, PropTask
-from .prompts import prepare_mask
+from .prompt_checks import prepare_mask
 from .registry import ModelSpec, resolve_model
 from .transforms import crop_planes, prepare_guide, slices_to_uint8
 

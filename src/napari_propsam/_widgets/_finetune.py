@@ -34,9 +34,9 @@ from superqt.utils import ensure_main_thread
 from ..labeling import max_label
 from ..weights import CheckpointError, check_resume_state
 from . import _notify
+from ._layer_prompts import PromptError, check_image, full_resolution
 from ._layout import StatusLabel
 from ._progress import format_seconds
-from ._prompts import PromptError, check_image, full_resolution
 from ._runner import qt_deleted
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Turning the widget's layers into the core's :class:`~napari_propsam.labeling.ObjectPrompt` list.
 
 Runs on the main thread before a worker starts; reads only the displayed plane of the prompt
-layers (never a whole volume) and raises :class:`~._prompts.PromptError` with a message that
+layers (never a whole volume) and raises :class:`~._layer_prompts.PromptError` with a message that
 says what to do when the layers do not make a usable prompt.
 """
 
@@ -17,8 +17,8 @@ from napari.layers import Image, Labels, Layer, Shapes
 
 from ..labeling import ObjectPrompt, SlicePrompt, assign_label_ids, slices_with_labels
 from ..ownership import owned_component
-from ..prompts import prepare_mask
-from ._prompts import (
+from ..prompt_checks import prepare_mask
+from ._layer_prompts import (
     PromptError,
     PromptPlane,
     box_object_ids,

@@ -22,9 +22,9 @@ from napari.layers import Labels
 
 from ..measure import measure_labels, write_measurements_csv
 from . import _notify
+from ._layer_prompts import PromptError, full_resolution
 from ._layout import StatusLabel
 from ._measure_table import REVIEW, fill, go_to, header, length_unit, row_label, with_quality
-from ._prompts import PromptError, full_resolution
 from ._runner import qt_deleted
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from ..labeling import ObjectEdit, assign_label_ids, chunked_view
 from ..propagation import SliceUpdate
 from ..series import SeriesUpdate
 from ..weights import CheckpointError
-from ._prompts import PromptError, check_image, full_resolution
+from ._layer_prompts import PromptError, check_image, full_resolution
 from ._runner import RunFailed, RunResult, RunState
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ from superqt.utils import ensure_main_thread
 from ..labeling import max_label
 from ..weights import CheckpointError
 from ._gather import read_prompt_layer
+from ._layer_prompts import check_image, displayed_plane, full_resolution
 from ._progress import RunProgress
-from ._prompts import check_image, displayed_plane, full_resolution
 from ._runner import PromptsFound, RunFailed, RunResult, RunState
 
 if TYPE_CHECKING:

@@ -45,9 +45,9 @@ from ._gather import (
     output_shape_error,
 )
 from ._history import UndoGroup, real_object
+from ._layer_prompts import full_resolution
 from ._layout import StatusLabel, keep_width
 from ._measure import MeasurePanel
-from ._prompts import full_resolution
 from ._runner import RunResult, RunState, work
 from ._series import SeriesPanel
 from ._session import Session

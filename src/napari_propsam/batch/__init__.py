@@ -15,7 +15,7 @@ left after removing the propagation axis.
 """
 
 from ._engine import ObjectResult, iter_batch, plan_batch, start_local_cluster
-from ._prompts import (
+from ._prompt_table import (
     CSV_COLUMNS,
     BatchPrompt,
     SlicePrompt,

@@ -31,7 +31,7 @@ from ..registry import ModelBundle, ModelSpec, resolve_model
 from ..validation import check_spacing
 from ..volume import check_volume
 from ..weights import CheckpointError
-from ._prompts import BatchPrompt, plane_shape_of, validate_prompts
+from ._prompt_table import BatchPrompt, plane_shape_of, validate_prompts
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from ._engine import (
     plan_batch,
     run_plan,
 )
-from ._prompts import BatchPrompt
+from ._prompt_table import BatchPrompt
 from ._report import (
     REVIEW_BELOW,
     ObjectReport,

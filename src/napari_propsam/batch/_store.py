@@ -33,7 +33,7 @@ from ..io import (
     register_ome_zarr_labels,
 )
 from ..quality import ObjectQuality
-from ._prompts import BatchPrompt
+from ._prompt_table import BatchPrompt
 
 logger = logging.getLogger(__name__)
 

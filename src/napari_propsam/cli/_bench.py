@@ -14,7 +14,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import datetime
     import time
 
-    from ..evaluation import OFFSETS, evaluate, heldout_volumes, quality_report, summarise
+    from ..devtools.evaluation import OFFSETS, evaluate, heldout_volumes, quality_report, summarise
 
     counts = sorted(set(args.prompts_per_object))
     if counts[0] < 1:

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from ..config import BoxConfig, PropagationConfig, split_options
 from ..predictors import MaskPropagator, PropMaskPredictor, PropTask
-from ..prompts import normalize_box, prepare_mask
+from ..prompt_checks import normalize_box, prepare_mask
 from ..registry import ModelSpec, resolve_model
 from ..transforms import (
     Window,

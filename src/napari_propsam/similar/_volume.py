@@ -27,7 +27,7 @@ from ..labeling import (
     stream_objects,
 )
 from ..predictors import Box2MaskPredictor, MaskPropagator, PropMaskPredictor
-from ..prompts import normalize_box
+from ..prompt_checks import normalize_box
 from ..registry import ModelBundle, ModelSpec, resolve_model
 from ..validation import check_all_finite, check_index, check_spacing
 from ..volume import SliceReader

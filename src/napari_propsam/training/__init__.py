@@ -40,7 +40,7 @@ __all__ = [
 
 
 def from_synthetic(vol: Any) -> LabelledVolume:
-    """Wrap a :class:`napari_propsam.synthetic.SyntheticVolume`."""
+    """Wrap a :class:`napari_propsam.devtools.synthetic.SyntheticVolume`."""
     return LabelledVolume(
         np.asarray(vol.image, np.float32),
         np.asarray(vol.labels, np.int32),
@@ -57,7 +57,7 @@ def synthetic_factory(
     exclude: Sequence[str] = (),
 ) -> Callable[[int], LabelledVolume]:
     """``f(i)`` -> the i-th synthetic volume, families round-robin, seed ``seed_base + i``."""
-    from ..synthetic import FAMILIES, make_volume
+    from ..devtools.synthetic import FAMILIES, make_volume
 
     fams = [f for f in (families or FAMILIES) if f not in exclude]
 
@@ -107,7 +107,7 @@ def train_default(
         val_vols,
         init_weights=init_weights,
         provenance={
-            "data": "synthetic (napari_propsam.synthetic)",
+            "data": "synthetic (napari_propsam.devtools.synthetic)",
             "excluded": list(exclude_families),
             "families": list(families) if families else "all",
             "init": str(init_weights) if init_weights else "random",

@@ -1,4 +1,4 @@
-"""Tests of the procedural training-data generator (napari_propsam.synthetic)."""
+"""Tests of the procedural training-data generator (napari_propsam.devtools.synthetic)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_propsam.synthetic import (
+from napari_propsam.devtools.synthetic import (
     CLASSIC_FAMILIES,
     FAMILIES,
     HELDOUT_FAMILIES,
@@ -19,7 +19,7 @@ from napari_propsam.synthetic import (
     make_sample_stack,
     make_volume,
 )
-from napari_propsam.synthetic.textures import SKIMAGE_TEXTURES, skimage_texture
+from napari_propsam.devtools.synthetic.textures import SKIMAGE_TEXTURES, skimage_texture
 
 # Smaller than the training default to keep the suite fast; every family must work here too.
 SHAPE = (40, 96, 96)
@@ -205,7 +205,7 @@ def test_skimage_textures_load_offline() -> None:
 
 def test_no_gui_imports() -> None:
     code = (
-        "import sys, napari_propsam.synthetic; "
+        "import sys, napari_propsam.devtools.synthetic; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('napari', 'qtpy', 'PyQt5', "
         "'magicgui')]; print(bad); sys.exit(1 if bad else 0)"
     )

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .api import apply_update, propagate
-from .config import PropagationConfig
-from .predictors import PropMaskPredictor
-from .registry import ModelSpec, resolve_model
+from ..api import apply_update, propagate
+from ..config import PropagationConfig
+from ..predictors import PropMaskPredictor
+from ..registry import ModelSpec, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def loose_box(section: np.ndarray, margin: float = 0.1) -> tuple[int, int, int, 
 
 
 def _scores(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
-    from .metrics import dice, hd95, nsd
+    from ..metrics import dice, hd95, nsd
 
     return dice(pred, truth), nsd(pred, truth, tolerance=1.0), hd95(pred, truth)
 
@@ -279,7 +279,7 @@ def evaluate(
 
     Args:
         volumes: Objects with ``image``, ``labels``, ``targets``, ``spacing``, ``family``, ``seed``
-            (e.g. :class:`napari_propsam.synthetic.SyntheticVolume`).
+            (e.g. :class:`napari_propsam.devtools.synthetic.SyntheticVolume`).
         model: PropSAM model (None = bundled default).
         device: Device request.
         axes: Prompt axes.
@@ -376,8 +376,8 @@ def heldout_volumes(
     seed_base: int | None = None,
 ) -> list:
     """Held-out synthetic volumes (seeds never used in training), isotropic and anisotropic."""
+    from ..training import HELDOUT_SEED
     from .synthetic import FAMILIES, make_volume
-    from .training import HELDOUT_SEED
 
     base = HELDOUT_SEED if seed_base is None else seed_base
     out = []

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import make_tiny_bundle
 from napari_propsam.config import PropagationConfig
-from napari_propsam.evaluation import evaluate, heldout_volumes, loose_box, summarise
+from napari_propsam.devtools.evaluation import evaluate, heldout_volumes, loose_box, summarise
 
 
 def test_heldout_volumes_are_iso_and_aniso_with_unseen_seeds():
@@ -56,7 +56,7 @@ def test_both_methods_run_on_the_same_cases_and_settings_reach_the_engine():
 
 
 def test_quality_report_measures_ranking_catching_and_flagged_errors():
-    from napari_propsam.evaluation import Case, Result, quality_report
+    from napari_propsam.devtools.evaluation import Case, Result, quality_report
 
     case = Case("v", "f", 1, 0, 0.0, 3, False)
     dscs = [0.95, 0.9, 0.85, 0.8, 0.6, 0.5, 0.92, 0.88, 0.3, 0.97]
@@ -75,7 +75,7 @@ def test_spread_slices_take_the_largest_section_and_thirds_of_the_extent():
     obj = np.zeros((40, 8, 8), bool)
     obj[5:35, 2:6, 2:6] = True  # slices 5..34: extent 30
     obj[20, :, :] = True  # the largest cross-section
-    from napari_propsam.evaluation import spread_slices
+    from napari_propsam.devtools.evaluation import spread_slices
 
     assert spread_slices(obj, 0, 1) == [20]
     # Centres of 3 equal parts are 10, 20, 30 (from 5 + 5, 15, 25); 20 is the largest.

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..labeling import ObjectPrompt
-from ..prompts import check_apart, normalize_box
+from ..prompt_checks import check_apart, normalize_box
 from ..transforms import mask_bbox
 
 logger = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import random_walker
 
-from .prompts import normalize_box, prepare_mask
-from .transforms import mask_bbox
+from ..prompt_checks import normalize_box, prepare_mask
+from ..transforms import mask_bbox
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def random_walker_from_slice(
             order; non-zero = object (holes are filled). Exclusive with ``box``.
         box: ``(row0, col0, row1, col1)`` on that slice, half-open, rows/cols of the remaining
             axes; floats and any corner order are accepted (see
-            :func:`napari_propsam.prompts.normalize_box`).
+            :func:`napari_propsam.prompt_checks.normalize_box`).
         margin: In-plane ROI enlargement per side, as a fraction of the prompt's bbox size.
         max_extent: Half-depth of the ROI along ``axis`` in slices; default the larger side of
             the prompt's in-plane bbox (assumes a roughly isotropic object).

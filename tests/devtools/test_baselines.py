@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_propsam.baselines import random_walker_from_slice
+from napari_propsam.devtools.baselines import random_walker_from_slice
 from napari_propsam.metrics import dice
 
 SHAPE = (40, 56, 64)

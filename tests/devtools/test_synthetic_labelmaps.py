@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_propsam.synthetic import (
+from napari_propsam.devtools.synthetic import (
     CLASSIC_FAMILIES,
     FAMILIES,
     HELDOUT_FAMILIES,
@@ -17,9 +17,14 @@ from napari_propsam.synthetic import (
     SyntheticVolume,
     make_volume,
 )
-from napari_propsam.synthetic._generate import output_shape
-from napari_propsam.synthetic.appearance import PROFILES, Levels, assign_looks, compose
-from napari_propsam.synthetic.labelmaps import Part, make_label_scene, partition, place_object
+from napari_propsam.devtools.synthetic._generate import output_shape
+from napari_propsam.devtools.synthetic.appearance import PROFILES, Levels, assign_looks, compose
+from napari_propsam.devtools.synthetic.labelmaps import (
+    Part,
+    make_label_scene,
+    partition,
+    place_object,
+)
 
 SHAPE = (32, 64, 64)
 NEW_FAMILIES = LABELMAP_FAMILIES + ("vessels_fluo", "texture")
@@ -61,7 +66,7 @@ def test_families_registered() -> None:
 
 
 def test_training_defaults_never_draw_heldout_families(monkeypatch: pytest.MonkeyPatch) -> None:
-    import napari_propsam.synthetic as syn
+    import napari_propsam.devtools.synthetic as syn
     from napari_propsam.training import synthetic_factory
 
     drawn: list[str] = []

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-logger = logging.getLogger("napari_propsam.demo")
+# named, not __name__: run with -m, __name__ is "__main__"
+logger = logging.getLogger("napari_propsam.devtools.demo")
 
 
 def _largest_section(obj: np.ndarray) -> tuple[int, tuple[int, int, int, int]]:
@@ -33,8 +34,8 @@ def run_headless(out_dir: Path, model: str | None = None, device: str | None = N
     Returns:
         ``{"mask": [dsc...], "box": [dsc...], "seconds": [...]}``.
     """
-    from .api import segment
-    from .metrics import dice
+    from ..api import segment
+    from ..metrics import dice
     from .synthetic import make_sample_stack
 
     vol = make_sample_stack()
@@ -90,20 +91,22 @@ def _has_display() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m napari_propsam.demo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m napari_propsam.devtools.demo", description=__doc__
+    )
     parser.add_argument("--headless", action="store_true", help="never open a window")
     parser.add_argument("--out", default="out/demo", help="folder for labels and screenshot")
     parser.add_argument("--model", default=None)
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from .device import tune_malloc
+    from ..device import tune_malloc
 
     tune_malloc()  # the demo's process is ours (see docs/performance.md)
     out_dir = Path(args.out)
     gui = not args.headless and _has_display()
     try:
-        from ._widgets._launch import launch_viewer
+        from .._widgets._launch import launch_viewer
     except ImportError as err:  # napari not installed: the core demo still runs
         logger.info("napari unavailable (%s); running the headless demo only", err)
         launch_viewer = None
