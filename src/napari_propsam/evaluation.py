@@ -1,0 +1,8 @@
+"""Deprecated alias of :mod:`napari_propsam.devtools.evaluation`, removed in the next release.
+
+Importing it warns and returns that module itself (see :mod:`napari_propsam._deprecated`).
+"""
+
+from ._deprecated import alias_module
+
+alias_module("napari_propsam.evaluation")
