@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 #   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: run test lint bench dist clean venv
+.PHONY: run test test-slow test-all lint bench dist clean venv
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,9 +23,16 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m napari_propsam.devtools.demo
 
+# `make test` is the development loop: every test but the ones marked slow (tests/conftest.py
+# lists them), plus ruff. `make test-slow` runs the slow ones; `make test-all` (CI) runs both.
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow"
 	$(BIN)/ruff check src tests benchmarks
+
+test-slow: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m slow
+
+test-all: test test-slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

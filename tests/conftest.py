@@ -98,3 +98,27 @@ class ObjectPredictor(ThresholdPredictor):
                 preds.append(np.isin(labels, keep) if keep.size else np.zeros(adj.shape, bool))
             out.append(np.stack(preds))
         return out
+
+
+# The tests that take most of the suite's time: the notebook reproduction at 224 px, the unpacked
+# sdist's own suite, multi-process/dask runs and training. `make test` (the development loop)
+# leaves them out; `make test-slow` runs only them, and CI (`.ci/run`) runs both.
+SLOW_FILES = frozenset(
+    {"test_released_procedure.py", "test_outofcore.py", "test_training.py", "test_cli_train.py"}
+)
+SLOW_TESTS = frozenset(
+    {
+        "test_suite_runs_from_the_unpacked_sdist",
+        "test_results_identical_in_process_and_on_2_workers",
+        "test_batch_in_process_and_on_one_worker_give_the_same_labels",
+        "test_zarr_and_dask_inputs_match_numpy",
+        "test_lazy_zarr_and_dask_match_numpy_and_large_ids",
+        "test_volume_larger_than_ram_is_never_read_whole",
+    }
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.path.name in SLOW_FILES or getattr(item, "originalname", "") in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
