@@ -208,7 +208,7 @@ def open_demo(viewer: Any, device: str, model: Any = None, predictor: Any = None
     widget.configure(device=device)
     if model is not None:
         widget.set_model(model)
-    widget._predictor_override = predictor
+    widget.predictor_override = predictor
     viewer.dims.set_current_step(0, z)
     viewer.layers.selection.active = shapes
     return DemoScene(viewer, widget, image, shapes, sample, z, boxes)
@@ -255,7 +255,7 @@ def _run_headless(
             np.zeros(image.data.shape, np.int32), name="PropSAM", scale=image.scale
         )
     labels = np.asarray(output.data, dtype=np.int32)
-    ids, dice, error = _score(result, widget._status.value, labels, scene)
+    ids, dice, error = _score(result, widget.controller.status.value, labels, scene)
     labels_path = out / LABELS_NAME
     tifffile.imwrite(str(labels_path), labels, compression="zlib")
     output.visible = True
@@ -286,7 +286,7 @@ def launch_viewer(
         out_dir: Folder for the headless outputs (default ``out/napari``).
         model: ``model=`` value for the widget (None = bundled default).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
-        predictor: Advanced/tests: a PropMask stand-in (see the widget's ``_predictor_override``).
+        predictor: Advanced/tests: a PropMask stand-in (see the widget's ``predictor_override``).
         timeout: Longest headless run in seconds (then the run is cancelled).
 
     Returns:

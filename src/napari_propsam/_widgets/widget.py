@@ -46,7 +46,7 @@ from ._gather import (
 )
 from ._history import UndoGroup, real_object
 from ._layer_prompts import full_resolution
-from ._layout import StatusLabel, keep_width
+from ._layout import keep_width
 from ._measure import MeasurePanel
 from ._runner import RunResult, RunState, work
 from ._series import SeriesPanel
@@ -182,20 +182,6 @@ class PropSAMWidget(Container):
         self.viewer.bind_key(RUN_KEY, self._on_run_key, overwrite=True)
 
     # --- the footer and the run's state (owned by :attr:`controller`) --------------------------
-
-    @property
-    def _predictor_override(self) -> Any:
-        """Older name of :attr:`predictor_override` (``_launch.py`` still uses it)."""
-        return self.predictor_override
-
-    @_predictor_override.setter
-    def _predictor_override(self, predictor: Any) -> None:
-        self.predictor_override = predictor
-
-    @property
-    def _status(self) -> StatusLabel:
-        """The footer's status line (``_launch.py`` reads it; panels use the controller)."""
-        return self.controller.status
 
     @property
     def last_result(self) -> RunResult | None:
