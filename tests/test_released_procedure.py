@@ -85,16 +85,26 @@ def _inputs(ref, case):
 @pytest.mark.parametrize("branch", sorted(BRANCHES))
 @pytest.mark.parametrize("case", CASES)
 def test_tiny_pam_checkpoint_matches_notebook(ref, tiny_pth, one_thread, case, branch):
-    out = ps.segment(
-        ref[f"{case}/image"],
-        model=tiny_pth,
-        device="cpu",
-        intensity=BRANCHES[branch],
-        stop_rule="released",
-        **_inputs(ref, case),
-    )
+    def run() -> np.ndarray:
+        return ps.segment(
+            ref[f"{case}/image"],
+            model=tiny_pth,
+            device="cpu",
+            intensity=BRANCHES[branch],
+            stop_rule="released",
+            **_inputs(ref, case),
+        )
+
     expected = ref[f"{case}/tiny/{branch}"]
     assert expected.sum() > 1000
+    out = run()
+    if not np.array_equal(out, expected):
+        # oneDNN chooses its convolution kernels by the CPU's instruction set (AVX2, AVX-512),
+        # and they round differently in the last bit; random weights can turn that into one
+        # flipped voxel (seen on an AVX2 EPYC: 1 voxel of cone_aniso4-MR). ATen's own
+        # convolution is the other CPU path; the procedure must match exactly through one.
+        with torch.backends.mkldnn.flags(enabled=not torch.backends.mkldnn.enabled):
+            out = run()
     assert np.array_equal(out, expected), f"{int((out != expected).sum())} voxels differ"
 
 
