@@ -25,12 +25,16 @@ run: $(STAMP)
 
 # `make test` is the development loop: every test but the ones marked slow (tests/conftest.py
 # lists them), plus ruff. `make test-slow` runs the slow ones; `make test-all` (CI) runs both.
+# Both spread test files over the machine's cores (pytest-xdist); a file stays on one worker so
+# its module fixtures are built once.
+PYTEST := QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n auto --dist loadfile
+
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 	$(BIN)/ruff check src tests benchmarks
 
 test-slow: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m slow
+	$(PYTEST) -m slow
 
 test-all: test test-slow
 
