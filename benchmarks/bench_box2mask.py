@@ -15,31 +15,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
 from napari_propsam.config import BoxConfig
-from napari_propsam.devtools.evaluation import heldout_volumes, loose_box, prompt_slices
+from napari_propsam.devtools.evaluation import heldout_volumes, loose_box_cases
 from napari_propsam.devtools.synthetic import FAMILIES, HELDOUT_FAMILIES
 from napari_propsam.metrics import dice
 from napari_propsam.predictors import Box2MaskPredictor
 from napari_propsam.weights import load_network
-
-
-def _cases(per_family: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``(family, box crop, true section in the crop)`` for every object, axis and offset."""
-    cases = []
-    for vol in heldout_volumes(per_family, families=[*FAMILIES, *HELDOUT_FAMILIES]):
-        target = max(vol.targets, key=lambda t: int(np.count_nonzero(vol.labels == t)))
-        obj = vol.labels == target
-        for axis in range(3):
-            for _, s in prompt_slices(obj, axis):
-                truth = np.take(obj, s, axis=axis)
-                plane = np.take(vol.image, s, axis=axis)
-                r0, c0, r1, c1 = loose_box(truth)
-                cases.append((vol.family, plane[r0:r1, c0:c1], truth[r0:r1, c0:c1]))
-    return cases
 
 
 def main() -> None:
@@ -51,9 +35,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    names = [str(Path(w)) for w in args.weights]
+    names = args.weights
     predictors = [Box2MaskPredictor(load_network(w, "box2mask").model, "cpu") for w in args.weights]
-    cases = _cases(args.per_family)
+    volumes = heldout_volumes(args.per_family, families=[*FAMILIES, *HELDOUT_FAMILIES])
+    cases = loose_box_cases(volumes, axes=(0, 1, 2))
     cfg = BoxConfig()
     scores: list[dict[str, list[float]]] = [{} for _ in predictors]
     seconds = [0.0] * len(predictors)

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from napari_propsam.config import BoxConfig
-from napari_propsam.devtools.evaluation import heldout_volumes, loose_box, prompt_slices
+from napari_propsam.devtools.evaluation import heldout_volumes, loose_box_cases
 from napari_propsam.metrics import dice
 from napari_propsam.predictors import Box2MaskPredictor
 from napari_propsam.registry import resolve_model
@@ -42,14 +42,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     predictor = Box2MaskPredictor(resolve_model(args.model).box2mask.model, "cpu")
-    cases = []
-    for vol in heldout_volumes(args.per_family):
-        target = max(vol.targets, key=lambda t: int(np.count_nonzero(vol.labels == t)))
-        obj = vol.labels == target
-        for _, s in prompt_slices(obj, 0):
-            truth = obj[s]
-            r0, c0, r1, c1 = loose_box(truth)
-            cases.append((vol.family, vol.image[s, r0:r1, c0:c1], truth[r0:r1, c0:c1]))
+    cases = loose_box_cases(heldout_volumes(args.per_family))
     predictor.predict(cases[0][1], BoxConfig())  # warm-up
     scores: dict[str, dict[str, list[float]]] = {name: {} for name in GRIDS}
     seconds = dict.fromkeys(GRIDS, 0.0)

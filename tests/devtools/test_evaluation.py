@@ -108,3 +108,22 @@ def test_several_prompts_per_object_run_once_per_count_and_are_reported():
     report = summarise(results)
     assert "prompts=1" in report and "prompts=3" in report and "glomeruli p=3" in report
     assert "offset" not in report
+
+
+def test_loose_box_cases_cut_the_largest_object_on_each_axis():
+    from napari_propsam.devtools.evaluation import loose_box, loose_box_cases, prompt_slices
+    from napari_propsam.devtools.synthetic import make_volume
+
+    vol = make_volume("glomeruli", 5, (32, 48, 48))
+    target = max(vol.targets, key=lambda t: int(np.count_nonzero(vol.labels == t)))
+    obj = vol.labels == target
+    cases = loose_box_cases([vol], axes=(0, 2))
+    n0, n2 = len(prompt_slices(obj, 0)), len(prompt_slices(obj, 2))
+    assert len(cases) == n0 + n2 and n0 > 0 and n2 > 0
+    s = prompt_slices(obj, 2)[0][1]
+    truth = obj[:, :, s]
+    r0, c0, r1, c1 = loose_box(truth)
+    family, crop, cut = cases[n0]
+    assert family == "glomeruli"
+    np.testing.assert_array_equal(crop, vol.image[r0:r1, c0:c1, s])
+    np.testing.assert_array_equal(cut, truth[r0:r1, c0:c1])

@@ -136,6 +136,28 @@ def loose_box(section: np.ndarray, margin: float = 0.1) -> tuple[int, int, int, 
     return max(0, r0 - dr), max(0, c0 - dc), min(h, r1 + dr), min(w, c1 + dc)
 
 
+def loose_box_cases(
+    volumes: Iterable, axes: Sequence[int] = (0,)
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Box2Mask test cases: each volume's largest object, cut at :func:`prompt_slices` on ``axes``.
+
+    Returns:
+        ``(family, crop, truth)`` per case: the image inside the :func:`loose_box` of the true
+        section (``(h, w)``, the volume's dtype) and the true section inside it (``(h, w)`` bool).
+    """
+    cases = []
+    for vol in volumes:
+        target = max(vol.targets, key=lambda t: int(np.count_nonzero(vol.labels == t)))
+        obj = vol.labels == target
+        for axis in axes:
+            for _, s in prompt_slices(obj, axis):
+                truth = np.take(obj, s, axis=axis)
+                r0, c0, r1, c1 = loose_box(truth)
+                plane = np.take(vol.image, s, axis=axis)
+                cases.append((vol.family, plane[r0:r1, c0:c1], truth[r0:r1, c0:c1]))
+    return cases
+
+
 def _scores(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
     from ..metrics import dice, hd95, nsd
 
