@@ -13,13 +13,14 @@ from napari_propsam.config import (
     BoxConfig,
     OptionSpec,
     PropagationConfig,
-    _option,
+    declare_option,
     option_specs,
     split_options,
 )
+from napari_propsam.similar import SimilarConfig
 from napari_propsam.training.tasks import TaskConfig
 
-CONFIGS = (PropagationConfig, BoxConfig)
+CONFIGS = (PropagationConfig, BoxConfig, SimilarConfig)
 SPECS = [s for c in CONFIGS for s in option_specs(c)]
 
 
@@ -48,7 +49,7 @@ def test_declarations_are_complete(spec):
             lo, hi = spec.range
             assert lo <= wlo < whi <= hi and math.isfinite(whi) and spec.step > 0
             assert wlo <= spec.default <= whi
-    assert spec.flag == "--" + spec.name.replace("_", "-")
+    assert spec.flag == "--" + (spec.flag_name or spec.name).replace("_", "-")
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=_id)
@@ -106,13 +107,13 @@ def test_whole_numbers_are_normalised():
 
 def test_a_declaration_without_its_range_or_choices_is_refused():
     with pytest.raises(ValueError, match="range for numbers"):
-        _option("X", "x", "real")
+        declare_option("X", "x", "real")
     with pytest.raises(ValueError, match="range for numbers"):
-        _option("X", "x", "choice")
+        declare_option("X", "x", "choice")
     with pytest.raises(ValueError, match="bad option declaration"):
-        _option("X", "x", "complex", range=(0, 1))
+        declare_option("X", "x", "complex", range=(0, 1))
     with pytest.raises(ValueError, match="bad option declaration"):
-        _option("X", "x", "flag", widget="sidebar")
+        declare_option("X", "x", "flag", widget="sidebar")
 
 
 def test_split_options_refuses_swapped_configs():
@@ -132,3 +133,10 @@ def test_training_samples_with_the_engine_defaults():
         engine.max_neighbours,
         engine.min_crop,
     )
+
+
+def test_find_similar_checks_its_one_rule_between_fields():
+    assert SimilarConfig(min_area_factor=4.0, max_area_factor=4.0).min_area_factor == 4.0
+    with pytest.raises(ValueError, match="need min_area_factor <= max_area_factor"):
+        SimilarConfig(min_area_factor=5.0)
+    assert SimilarConfig(slice_step=3.0).slice_step == 3  # normalised like the engine's

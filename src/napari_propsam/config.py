@@ -95,6 +95,8 @@ class OptionSpec:
         tooltip: The widget's tooltip, worded for its controls ("" = ``help``).
         widget_range: ``(min, max)`` of the widget's spin box, inside ``range``.
         step: Step of the widget's spin box.
+        flag_name: The command-line flag without its dashes when it is not the field name
+            (e.g. ``"split"`` for ``split_touching``, offered as ``--split/--no-split``).
     """
 
     name: str
@@ -111,11 +113,12 @@ class OptionSpec:
     tooltip: str = ""
     widget_range: tuple[float, float] | None = None
     step: float | None = None
+    flag_name: str = ""
 
     @property
     def flag(self) -> str:
         """The command-line flag, e.g. ``--min-area``."""
-        return "--" + self.name.replace("_", "-")
+        return "--" + (self.flag_name or self.name).replace("_", "-")
 
     def check(self, value: Any) -> Any:
         """``value`` validated and normalised (``4.0`` -> ``4`` for a whole number).
@@ -137,7 +140,7 @@ class OptionSpec:
         return value
 
 
-def _option(
+def declare_option(
     label: str,
     help: str,
     kind: str,
@@ -151,8 +154,14 @@ def _option(
     tooltip: str = "",
     widget_range: tuple[float, float] | None = None,
     step: float | None = None,
+    flag_name: str = "",
 ) -> dict[str, Any]:
-    """Field metadata declaring one option (the attributes of :class:`OptionSpec`)."""
+    """Field metadata declaring one option (the attributes of :class:`OptionSpec`).
+
+    Every config dataclass whose fields are options (:class:`PropagationConfig`,
+    :class:`BoxConfig`, ``similar.SimilarConfig``) declares them with this, so the CLI flags,
+    the widget's controls and the validation are generated from one place.
+    """
     if kind not in OPTION_KINDS or (widget is not None and widget not in WIDGET_PLACES):
         raise ValueError(f"bad option declaration {label!r}: kind {kind!r}, widget {widget!r}")
     if (kind in ("real", "whole", "percentiles")) != (range is not None) or (
@@ -162,7 +171,7 @@ def _option(
     return {
         "label": label, "help": help, "kind": kind, "unit": unit, "range": range,
         "low_open": low_open, "choices": choices, "cli": cli, "widget": widget,
-        "tooltip": tooltip, "widget_range": widget_range, "step": step,
+        "tooltip": tooltip, "widget_range": widget_range, "step": step, "flag_name": flag_name,
     }  # fmt: skip
 
 
@@ -181,9 +190,14 @@ def option_specs(config: Any) -> tuple[OptionSpec, ...]:
     )
 
 
-def _checked(config: Any) -> dict[str, Any]:
-    """Every declared option of ``config`` validated against its metadata; choices first, so a
-    misspelt mode is reported before any number."""
+def checked_options(config: Any) -> dict[str, Any]:
+    """Every declared option of ``config`` (a dataclass instance) validated against its
+    metadata and normalised, by name; choices first, so a misspelt mode is reported before any
+    number.
+
+    Raises:
+        ValueError: the first value the option's declaration refuses, naming the option.
+    """
     specs = sorted(option_specs(config), key=lambda s: s.kind != "choice")
     return {s.name: s.check(getattr(config, s.name)) for s in specs}
 
@@ -223,7 +237,7 @@ class PropagationConfig:
 
     thickness: float = field(
         default=20.0,
-        metadata=_option(
+        metadata=declare_option(
             "Thickness",
             "propagation thickness in spacing units (slices without --spacing)",
             "real", unit="spacing units (slices without a spacing)", range=(0.0, math.inf),
@@ -235,14 +249,14 @@ class PropagationConfig:
     )  # fmt: skip
     max_neighbours: int = field(
         default=40,
-        metadata=_option(
+        metadata=declare_option(
             "Max neighbours", "cap on the neighbours per side K of one round", "whole",
             unit="slices", range=(1, math.inf),
         ),
     )  # fmt: skip
     min_area: float = field(
         default=100.0,
-        metadata=_option(
+        metadata=declare_option(
             "Min area",
             "a front continues while its frontier slice's vote sum is above this (pixels; "
             "--stop-rule says on which side)",
@@ -254,7 +268,7 @@ class PropagationConfig:
     )  # fmt: skip
     crop_ratio: float = field(
         default=1.5,
-        metadata=_option(
+        metadata=declare_option(
             "Crop ratio", "side of the square crop relative to the object's larger extent",
             "real", unit="x object extent", range=(1.0, MAX_CROP_RATIO), cli=True,
             widget="advanced", tooltip="Advanced: crop side relative to the object's extent",
@@ -263,47 +277,47 @@ class PropagationConfig:
     )  # fmt: skip
     min_crop: int = field(
         default=16,
-        metadata=_option(
+        metadata=declare_option(
             "Min crop", "smallest crop side", "whole", unit="pixels", range=(2, MAX_MIN_CROP)
         ),
     )
     lower_percentile: float = field(
         default=0.5,
-        metadata=_option(
+        metadata=declare_option(
             "Lower percentile", "normalisation lower percentile, taken inside the prompt mask",
             "real", unit="%", range=(0.0, 100.0),
         ),
     )  # fmt: skip
     upper_percentile: float = field(
         default=99.5,
-        metadata=_option(
+        metadata=declare_option(
             "Upper percentile", "normalisation upper percentile, taken inside the prompt mask",
             "real", unit="%", range=(0.0, 100.0),
         ),
     )  # fmt: skip
     max_batch: int = field(
         default=32,
-        metadata=_option(
+        metadata=declare_option(
             "Max batch", "most adjacent slices per forward pass (bounds memory and cancel "
             "latency)", "whole", unit="slices", range=(1, math.inf),
         ),
     )  # fmt: skip
     keep_prompt_component: bool = field(
         default=True,
-        metadata=_option(
+        metadata=declare_option(
             "Keep prompt component", "drop 3D components that do not touch the prompt", "flag"
         ),
     )
     max_rounds: int = field(
         default=0,
-        metadata=_option(
+        metadata=declare_option(
             "Max rounds", "safety cap on propagation rounds per direction (0 = no cap)",
             "whole", unit="rounds", range=(0, math.inf),
         ),
     )  # fmt: skip
     intensity: str = field(
         default="percentile",
-        metadata=_option(
+        metadata=declare_option(
             "Intensity",
             "per-slice intensity clipping: percentile window of the prompt (default) or the "
             "released notebook's integer CT window",
@@ -314,7 +328,7 @@ class PropagationConfig:
     )  # fmt: skip
     stop_rule: str = field(
         default="symmetric",
-        metadata=_option(
+        metadata=declare_option(
             "Stop rule",
             "symmetric: both fronts stop at --min-area (default); released: the authors' code "
             "(--min-area towards slice 0 only)",
@@ -327,7 +341,7 @@ class PropagationConfig:
     def __post_init__(self) -> None:
         # Checked here, when the config is built, so a bad value fails before any work instead
         # of deep in the engine after Box2Mask ran.
-        checked = _checked(self)
+        checked = checked_options(self)
         if not checked["lower_percentile"] < checked["upper_percentile"]:
             raise ValueError(
                 "lower_percentile must be below upper_percentile, got "
@@ -370,39 +384,41 @@ class BoxConfig:
 
     vmin_percentiles: tuple[float, ...] = field(
         default=(5.0, 12.5, 20.0),
-        metadata=_option(
+        metadata=declare_option(
             "Box lower percentiles", "candidate lower percentiles of the box crop",
             "percentiles", unit="%", range=(0.0, 100.0),
         ),
     )  # fmt: skip
     vmax_percentiles: tuple[float, ...] = field(
         default=(90.0, 92.5, 95.0),
-        metadata=_option(
+        metadata=declare_option(
             "Box upper percentiles", "candidate upper percentiles of the box crop",
             "percentiles", unit="%", range=(0.0, 100.0),
         ),
     )  # fmt: skip
     refine: bool = field(
         default=True,
-        metadata=_option("Refine box", "run Box2Mask's second, foreground-normalised pass", "flag"),
+        metadata=declare_option(
+            "Refine box", "run Box2Mask's second, foreground-normalised pass", "flag"
+        ),
     )
     refine_lower: float = field(
         default=0.5,
-        metadata=_option(
+        metadata=declare_option(
             "Refine lower percentile", "lower percentile inside the first estimate, for the "
             "second pass", "real", unit="%", range=(0.0, 100.0),
         ),
     )  # fmt: skip
     refine_upper: float = field(
         default=99.5,
-        metadata=_option(
+        metadata=declare_option(
             "Refine upper percentile", "upper percentile inside the first estimate, for the "
             "second pass", "real", unit="%", range=(0.0, 100.0),
         ),
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        checked = _checked(self)
+        checked = checked_options(self)
         vmin, vmax = checked["vmin_percentiles"], checked["vmax_percentiles"]
         if not vmin or not vmax:
             raise ValueError(

@@ -128,3 +128,44 @@ def test_segment_passes_the_configs_not_kwargs(tmp_path, monkeypatch):
     assert seen["config"] == PropagationConfig(thickness=3, stop_rule="released")
     assert seen["box_config"] == BoxConfig()
     assert not {s.name for s in option_specs(PropagationConfig)} & set(seen)
+
+
+def test_find_similar_search_flags_are_generated_from_its_config():
+    from napari_propsam.similar import SimilarConfig
+
+    search = {s.flag: s for s in cli_options(SimilarConfig)}
+    # The five flags find-similar offered before they were generated, with the same names.
+    assert set(search) == {"--stride", "--vote-threshold", "--min-area-factor",
+                           "--max-area-factor", "--split"}  # fmt: skip
+    actions = _actions("find-similar")
+    assert "--no-split" in actions and actions["--no-split"] is actions["--split"]
+    for flag, spec in search.items():
+        assert (actions[flag].dest, actions[flag].default) == (spec.name, spec.default)
+        assert actions[flag].help == spec.help
+
+
+def test_find_similar_flags_reach_the_search_config():
+    from napari_propsam.cli._common import config_from_args
+    from napari_propsam.similar import SimilarConfig
+
+    parse = build_parser().parse_args
+    assert config_from_args(parse(ENGINE_COMMANDS["find-similar"]), SimilarConfig) == (
+        SimilarConfig()
+    )
+    argv = [*ENGINE_COMMANDS["find-similar"], "--stride", "0.25", "--vote-threshold", "0.6",
+            "--min-area-factor", "0.5", "--max-area-factor", "3", "--no-split"]  # fmt: skip
+    assert config_from_args(parse(argv), SimilarConfig) == SimilarConfig(
+        stride=0.25, vote_threshold=0.6, min_area_factor=0.5, max_area_factor=3.0,
+        split_touching=False,
+    )  # fmt: skip
+
+
+def test_a_bad_search_value_fails_before_any_work(tmp_path, caplog):
+    from napari_propsam.cli import main
+
+    missing = str(tmp_path / "not-there.tif")  # never read: the config is checked first
+    argv = ["find-similar", missing, "--out", str(tmp_path / "o.tif"), "--box", "1", "1", "5",
+            "5", "--slice", "0", "--stride", "0"]  # fmt: skip
+    assert main(argv) == 2  # a user error, reported and not a traceback
+    assert "stride must be a finite number > 0 and <= 1" in caplog.text
+    assert "not-there" not in caplog.text  # it failed on the value, not on the missing file

@@ -58,8 +58,13 @@ def add_engine_options(p: argparse.ArgumentParser, spacing: bool = True) -> None
         g.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"))
 
 
-def _config_from(args: argparse.Namespace, config: type) -> Any:
-    """``config`` built from the flags of its CLI options (missing flags keep the default)."""
+def config_from_args(args: argparse.Namespace, config: type) -> Any:
+    """``config`` (a config dataclass) built from the flags of its CLI options (missing flags
+    keep the default), so argparse namespaces stop here.
+
+    Raises:
+        ValueError: a value the config refuses.
+    """
     kw = {s.name: getattr(args, s.name) for s in cli_options(config) if hasattr(args, s.name)}
     return config(**{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
 
@@ -70,7 +75,7 @@ def engine_configs(args: argparse.Namespace) -> tuple[PropagationConfig, BoxConf
     Raises:
         ValueError: a value the engine refuses (e.g. ``--thickness 0``).
     """
-    return _config_from(args, PropagationConfig), _config_from(args, BoxConfig)
+    return config_from_args(args, PropagationConfig), config_from_args(args, BoxConfig)
 
 
 def image_spacing(spacing: Sequence[float] | None, path: str | Path) -> tuple[float, ...] | None:

@@ -10,32 +10,29 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import fields
 
 import numpy as np
 
 from ..io import labels_dtype, read_volume, write_volume
 from ..similar import SimilarConfig
-from ._common import add_engine_options, engine_configs, image_spacing
+from ._common import (
+    add_engine_options,
+    argument_kwargs,
+    cli_options,
+    config_from_args,
+    engine_configs,
+    image_spacing,
+)
 from ._output import BATCH_SUFFIXES, VOLUME_SUFFIXES, check_output
 
 logger = logging.getLogger("napari_propsam")
-
-
-def _similar_config(args: argparse.Namespace) -> SimilarConfig:
-    return SimilarConfig(
-        stride=args.stride,
-        vote_threshold=args.vote_threshold,
-        min_area_factor=args.min_area_factor,
-        max_area_factor=args.max_area_factor,
-        split_touching=not args.no_split,
-    )
 
 
 def cmd_find_similar(args: argparse.Namespace) -> int:
     from ..similar import SimilarFound, find_similar, find_similar_stream
 
     prop, box_cfg = engine_configs(args)
+    search = config_from_args(args, SimilarConfig)  # a bad value fails before any work
     if args.examples is None and not args.box:
         raise SystemExit("give --examples SPARSE_LABELS and/or --box ROW0 COL0 ROW1 COL1")
     parallel = args.workers is not None or args.scheduler is not None
@@ -58,7 +55,7 @@ def cmd_find_similar(args: argparse.Namespace) -> int:
         spacing=spacing,
         model=args.model,
         device=args.device,
-        config=_similar_config(args),
+        config=search,
         propagation_config=prop,
         box_config=box_cfg,
         start_label=args.start_label,
@@ -138,12 +135,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start-label", type=int, default=1)
     p.add_argument("--no-3d", action="store_true", help="only the 2D masks on their slices")
     g = p.add_argument_group("search")
-    defaults = {f.name: f.default for f in fields(SimilarConfig)}
-    g.add_argument("--stride", type=float, default=defaults["stride"])
-    g.add_argument("--vote-threshold", type=float, default=defaults["vote_threshold"])
-    g.add_argument("--min-area-factor", type=float, default=defaults["min_area_factor"])
-    g.add_argument("--max-area-factor", type=float, default=defaults["max_area_factor"])
-    g.add_argument("--no-split", action="store_true", help="do not split touching objects")
+    # Generated from SimilarConfig's field metadata, like the engine flags below.
+    for spec in cli_options(SimilarConfig):
+        g.add_argument(spec.flag, **argument_kwargs(spec))
     b = p.add_argument_group("parallel 3D propagation (dask batch engine)")
     b.add_argument("--workers", type=int, default=None, help="local dask cluster size")
     b.add_argument("--scheduler", default=None, help="address of a running dask scheduler")

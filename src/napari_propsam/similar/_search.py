@@ -7,16 +7,23 @@ See :mod:`napari_propsam.similar` for the method.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from ..config import BoxConfig, PropagationConfig, split_options
+from ..config import (
+    BoxConfig,
+    PropagationConfig,
+    checked_options,
+    declare_option,
+    split_options,
+)
 from ..predictors import MaskPropagator, PropMaskPredictor, PropTask
 from ..prompt_checks import normalize_box, prepare_mask
 from ..registry import ModelSpec, resolve_model
@@ -35,6 +42,10 @@ __all__ = ["SimilarConfig", "detect_similar", "similarity_map", "split_instances
 @dataclass(frozen=True)
 class SimilarConfig:
     """How the query window searches a slice and how votes become instances.
+
+    Each field's metadata declares its label, help, unit and valid range
+    (:func:`napari_propsam.config.option_specs`); the ``propsam find-similar`` flags are
+    generated from it, and every field is validated when the config is built.
 
     Attributes:
         stride: Window step as a fraction of the window side (0.5 = windows overlap by half).
@@ -58,31 +69,94 @@ class SimilarConfig:
             object when their overlap is at least this fraction of the smaller one.
     """
 
-    stride: float = 0.5
-    vote_threshold: float = 0.5
-    center_weighting: bool = True
-    min_area_factor: float = 0.25
-    max_area_factor: float = 4.0
-    split_touching: bool = True
-    split_above: float = 1.5
-    split_depth: float = 0.25
-    example_overlap: float = 0.2
-    slice_step: int = 0
-    link_overlap: float = 0.3
+    stride: float = field(
+        default=0.5,
+        metadata=declare_option(
+            "Stride", "window step as a fraction of the window side (0.5 = windows overlap by "
+            "half)", "real", unit="x window side", range=(0.0, 1.0), low_open=True, cli=True,
+        ),
+    )  # fmt: skip
+    vote_threshold: float = field(
+        default=0.5,
+        metadata=declare_option(
+            "Vote threshold", "a pixel is foreground when its weighted mean vote reaches this",
+            "real", unit="mean vote", range=(0.0, 1.0), low_open=True, cli=True,
+        ),
+    )  # fmt: skip
+    center_weighting: bool = field(
+        default=True,
+        metadata=declare_option(
+            "Centre weighting", "weight each window's votes by a tent peaking at its centre",
+            "flag",
+        ),
+    )  # fmt: skip
+    min_area_factor: float = field(
+        default=0.25,
+        metadata=declare_option(
+            "Min area factor", "keep objects at least this x the smallest example's area",
+            "real", unit="x smallest example area", range=(0.0, math.inf), cli=True,
+        ),
+    )  # fmt: skip
+    max_area_factor: float = field(
+        default=4.0,
+        metadata=declare_option(
+            "Max area factor", "keep objects at most this x the largest example's area",
+            "real", unit="x largest example area", range=(0.0, math.inf), cli=True,
+        ),
+    )  # fmt: skip
+    split_touching: bool = field(
+        default=True,
+        metadata=declare_option(
+            "Split touching", "split touching objects with a distance-transform watershed "
+            "(--no-split keeps them whole)", "flag", cli=True, flag_name="split",
+        ),
+    )  # fmt: skip
+    split_above: float = field(
+        default=1.5,
+        metadata=declare_option(
+            "Split above", "only components larger than this x the largest example's area "
+            "are split", "real", unit="x largest example area", range=(1.0, math.inf),
+        ),
+    )  # fmt: skip
+    split_depth: float = field(
+        default=0.25,
+        metadata=declare_option(
+            "Split depth", "how far a distance maximum must rise above its neck to seed its "
+            "own object", "real", unit="x smallest example radius", range=(0.0, math.inf),
+            low_open=True,
+        ),
+    )  # fmt: skip
+    example_overlap: float = field(
+        default=0.2,
+        metadata=declare_option(
+            "Example overlap", "an object is the example itself when this fraction of it lies "
+            "on an example", "real", unit="fraction of area", range=(0.0, 1.0), low_open=True,
+        ),
+    )  # fmt: skip
+    slice_step: int = field(
+        default=0,
+        metadata=declare_option(
+            "Slice step", "with a slice range, search every n-th slice (0 = half the smallest "
+            "example's extent)", "whole", unit="slices", range=(0, math.inf),
+        ),
+    )  # fmt: skip
+    link_overlap: float = field(
+        default=0.3,
+        metadata=declare_option(
+            "Link overlap", "objects on consecutive searched slices are one when they overlap "
+            "by this fraction of the smaller", "real", unit="fraction of area",
+            range=(0.0, 1.0), low_open=True,
+        ),
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        if not 0 < self.stride <= 1:
-            raise ValueError(f"stride must be in (0, 1], got {self.stride}")
-        if not 0 < self.vote_threshold <= 1:
-            raise ValueError(f"vote_threshold must be in (0, 1], got {self.vote_threshold}")
-        if not 0 <= self.min_area_factor <= self.max_area_factor:
-            raise ValueError("need 0 <= min_area_factor <= max_area_factor")
-        if self.split_above < 1 or self.split_depth <= 0:
-            raise ValueError("need split_above >= 1 and split_depth > 0")
-        if not 0 < self.example_overlap <= 1 or not 0 < self.link_overlap <= 1:
-            raise ValueError("example_overlap and link_overlap must be in (0, 1]")
-        if self.slice_step < 0:
-            raise ValueError(f"slice_step must be >= 0, got {self.slice_step}")
+        # Each field is checked against its declaration; only the one rule between two fields
+        # is written out here.
+        checked = checked_options(self)
+        if checked["min_area_factor"] > checked["max_area_factor"]:
+            raise ValueError("need min_area_factor <= max_area_factor")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
 
 class _Cancelled(Exception):
