@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -321,6 +321,14 @@ class _Engine:
         )
         return min(0.99, covered / max(1, covered + remaining))
 
+    def window(self, s: int, rows: slice, cols: slice) -> np.ndarray:
+        """Slice ``s`` in the plane window ``rows x cols``, clipped to the intensity window and
+        scaled to 0..1 (for the quality signals; the network's per-slice scaling is affine, so
+        contrasts are the same)."""
+        raw = self.reader.read(s, s + 1, rows, cols)[0]
+        span = max(float(self.hi) - float(self.lo), 1e-12)
+        return (np.clip(raw, self.lo, self.hi) - np.float32(self.lo)) / np.float32(span)
+
     def add_votes(self, guide: _Guide, slices: list[int], pred: np.ndarray) -> None:
         rows, cols = guide.window.clipped(self.plane_shape)
         h, w = rows.stop - rows.start, cols.stop - cols.start
@@ -442,7 +450,8 @@ def propagate_mask(
     prompts = dict(zip(indices, masks, strict=True))
     if config.max_rounds and n_rounds >= config.max_rounds:
         engine.cut = set()  # capped on purpose: not a cut by the stopping rule
-    yield from _final_pass(engine.tiles, reader.axis, prompts, config, engine.cut)
+    yield from _final_pass(engine.tiles, reader.axis, prompts, config, engine.cut, engine.window,
+                           reader.plane_shape)  # fmt: skip
 
 
 def _as_prompts(
@@ -493,11 +502,14 @@ def _final_pass(
     prompts: dict[int, np.ndarray],
     config: PropagationConfig,
     cut: set[int] | frozenset[int] = frozenset(),
+    window: Callable[[int, slice, slice], np.ndarray] | None = None,
+    plane_shape: tuple[int, int] | None = None,
 ) -> Iterator[SliceUpdate]:
     """Any vote is foreground; then components that miss every prompt are removed.
 
     Components are 6-connected (scipy's default structure), as in the released code. The last
-    update carries the object's quality (:func:`napari_propsam.quality.assess`).
+    update carries the object's quality (:func:`napari_propsam.quality.assess`), whose image
+    signals read each slice's tile through ``window`` (:meth:`_Engine.window`; None: none).
     """
     indices = sorted(tiles)
     r0 = min(t.r0 for t in tiles.values())
@@ -525,7 +537,12 @@ def _final_pass(
             s - z0, t.r0 - r0 : t.r0 - r0 + t.sum.shape[0], t.c0 - c0 : t.c0 - c0 + t.sum.shape[1]
         ]
         locals_[s] = local.copy()
-        stats[s] = slice_stats(local, t.sum, t.count, t.offset)
+        image = None
+        if window is not None and local.any():
+            rows = slice(t.r0, t.r0 + t.sum.shape[0])
+            cols = slice(t.c0, t.c0 + t.sum.shape[1])
+            image = window(s, rows, cols)
+        stats[s] = slice_stats(local, t.sum, t.count, t.offset, image, plane_shape, s in prompts)
     quality = assess(stats, _cut_ends(stats, cut), axis)
     for i, s in enumerate(indices):
         last = i == len(indices) - 1
