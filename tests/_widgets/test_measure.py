@@ -143,7 +143,7 @@ def test_review_next_walks_worst_objects_first(env):
     out.data[10:30, 20:40, 20:40] = 1
     out.data[10:30, 45:60, 45:60] = 2
     session = env.widget.session
-    good = ObjectQuality(0.9, (ReviewSlice(12, "area jump", 3.0),), {})
+    good = ObjectQuality(0.9, (ReviewSlice(12, "centroid jump", 3.0),), {})
     bad = ObjectQuality(0.4, (ReviewSlice(20, "vote disagreement", 9.0),
                               ReviewSlice(15, "end cut", 2.0)), {})  # fmt: skip
     session.record(out, ObjectPrompt(0, 15, 1), good)
