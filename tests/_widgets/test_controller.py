@@ -33,10 +33,9 @@ def msgs(monkeypatch):
 
 
 @pytest.fixture
-def scene(make_napari_viewer, msgs):
+def scene(viewer, msgs):
     """A controller with the object handlers, an output layer holding label 3, and what the
     handlers and callbacks reported."""
-    viewer = make_napari_viewer()
     base = np.zeros(SHAPE, np.int32)
     base[:, :3, :3] = 3
     out = viewer.add_labels(base.copy(), name="out")

@@ -41,10 +41,9 @@ def test_labels_has_every_private_member_we_use():
     assert layer._slice.image.raw.ndim == 2
 
 
-def test_the_plugin_proxy_unwraps_to_the_real_viewer_and_layer(make_napari_viewer):
+def test_the_plugin_proxy_unwraps_to_the_real_viewer_and_layer(viewer):
     from napari.utils._proxies import PublicOnlyProxy
 
-    viewer = make_napari_viewer()
     layer = viewer.add_labels(np.zeros((4, 5, 6), np.int32))
     proxy = PublicOnlyProxy(viewer)
     assert real_object(proxy) is viewer
@@ -53,8 +52,7 @@ def test_the_plugin_proxy_unwraps_to_the_real_viewer_and_layer(make_napari_viewe
     assert missing_private_api(proxy.layers[0]) == []
 
 
-def test_a_streamed_write_is_undone_by_one_undo(make_napari_viewer):
-    viewer = make_napari_viewer()
+def test_a_streamed_write_is_undone_by_one_undo(viewer):
     layer = viewer.add_labels(np.zeros((8, 12, 16), np.int32))
     viewer.dims.set_current_step(0, 3)
     group = UndoGroup(PublicOnlyProxyOf(layer))
@@ -71,8 +69,7 @@ def test_a_streamed_write_is_undone_by_one_undo(make_napari_viewer):
     assert (layer.data == 4).sum() == 5 * 4 * 5
 
 
-def test_a_write_to_a_hidden_layer_is_undoable_too(make_napari_viewer):
-    viewer = make_napari_viewer()
+def test_a_write_to_a_hidden_layer_is_undoable_too(viewer):
     layer = viewer.add_labels(np.zeros((8, 12, 16), np.int32))
     layer.visible = False  # napari does not slice it: the fallback writes and records the atom
     group = UndoGroup(layer)
@@ -86,8 +83,7 @@ def test_a_write_to_a_hidden_layer_is_undoable_too(make_napari_viewer):
     assert not layer.data.any()
 
 
-def test_an_aborted_group_leaves_the_layer_and_its_history_as_they_were(make_napari_viewer):
-    viewer = make_napari_viewer()
+def test_an_aborted_group_leaves_the_layer_and_its_history_as_they_were(viewer):
     base = np.zeros((8, 12, 16), np.int32)
     base[0, :2, :2] = 3
     layer = viewer.add_labels(base.copy())

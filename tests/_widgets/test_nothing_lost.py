@@ -114,8 +114,7 @@ def test_a_hidden_output_layer_is_written_and_undone(env):
     assert not out.data.any()
 
 
-def test_choosers_never_default_to_ground_truth_or_output(make_napari_viewer):
-    viewer = make_napari_viewer()
+def test_choosers_never_default_to_ground_truth_or_output(viewer):
     viewer.open_sample("napari-propsam", "glomeruli")
     truth = viewer.layers[1]
     assert "ground truth" in truth.name and truth.name == GROUND_TRUTH_NAME

@@ -178,8 +178,7 @@ def test_shortcut_is_bound_on_the_viewer(env):
     assert env.viewer.keymap[key] == env.widget._on_run_key
 
 
-def test_errors_become_notifications_and_change_nothing(make_napari_viewer, monkeypatch):
-    viewer = make_napari_viewer()
+def test_errors_become_notifications_and_change_nothing(viewer, monkeypatch):
     widget = PropSAMWidget(viewer)
     errors: list[str] = []
     monkeypatch.setattr(_notify, "show_error", errors.append)
