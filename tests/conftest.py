@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 
 import numpy as np
 import pytest
@@ -102,11 +103,19 @@ class ObjectPredictor(ThresholdPredictor):
         return out
 
 
-# The tests that take most of the suite's time: the notebook reproduction at 224 px, the unpacked
-# sdist's own suite, multi-process/dask runs and training. `make test` (the development loop)
-# leaves them out; `make test-slow` runs only them, and CI (`.ci/run`) runs both.
+# The tests that take most of the suite's time: the notebook reproduction at 224 px, building
+# the sdist and wheel (and the unpacked sdist's own suite), fresh interpreters for the deprecated
+# aliases, multi-process/dask runs and training. `make test` (the development loop) leaves them
+# out; `make test-slow` runs only them, and CI (`.ci/run`) runs both.
 SLOW_FILES = frozenset(
-    {"test_released_procedure.py", "test_outofcore.py", "test_training.py", "test_cli_train.py"}
+    {
+        "test_released_procedure.py",
+        "test_outofcore.py",
+        "test_training.py",
+        "test_cli_train.py",
+        "test_packaging.py",
+        "test_aliases.py",
+    }
 )
 SLOW_TESTS = frozenset(
     {
@@ -124,6 +133,14 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if item.path.name in SLOW_FILES or getattr(item, "originalname", "") in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_configure(config) -> None:
+    """Share the cores between xdist workers: each worker's torch would otherwise start one
+    thread per core, and ``-n auto`` workers on a 2-core machine then fight over both cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def pytest_collection_finish(session) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tifffile
 from qtpy.QtGui import QImage
 
@@ -22,7 +23,22 @@ def test_boxes_cover_each_target_section_exactly():
     np.testing.assert_allclose(corners[4].max(0) + 0.5, (5, 9))
 
 
-def test_headless_launch_writes_labels_and_screenshot(tmp_path):
+@pytest.fixture
+def fresh_napari_app(mock_app_model):
+    """launch_viewer builds a real napari.Viewer, which registers napari's and the plugins'
+    actions; give it an app model of its own, as make_napari_viewer does, so it never meets the
+    actions of the shared test viewer (or of another test) in one registry."""
+    from napari._qt._qapp_model.qactions import init_qactions
+    from napari.plugins import _initialize_plugins
+
+    _initialize_plugins.cache_clear()
+    init_qactions.cache_clear()
+    yield mock_app_model
+    _initialize_plugins.cache_clear()
+    init_qactions.cache_clear()
+
+
+def test_headless_launch_writes_labels_and_screenshot(tmp_path, fresh_napari_app):
     sample = load_sample()
     z = prompt_slice(sample["labels"], sample["targets"])
     n_boxes = len(boxes_from_truth(sample["labels"], z, sample["targets"]))
