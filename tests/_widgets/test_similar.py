@@ -64,7 +64,10 @@ def test_find_similar_segments_every_ball_as_one_undo_step(env):
 
 
 def test_cancel_keeps_finished_objects_in_the_one_step(env, qtbot):
-    truth, base, out = setup_scene(env, SlowPredictor(delay=0.05))
+    # Each forward pass sleeps long enough that the remaining objects take seconds: a loaded
+    # machine that is slow to run the main thread's poll must not see all four finish before
+    # the cancel lands (it did with 0.05 s).
+    truth, base, out = setup_scene(env, SlowPredictor(delay=0.25))
     n_history = len(out._undo_history)
 
     env.widget.similar.start()
