@@ -105,8 +105,9 @@ class ObjectPredictor(ThresholdPredictor):
 
 # The tests that take most of the suite's time: the notebook reproduction at 224 px, building
 # the sdist and wheel (and the unpacked sdist's own suite), fresh interpreters for the deprecated
-# aliases, multi-process/dask runs and training. `make test` (the development loop) leaves them
-# out; `make test-slow` runs only them, and CI (`.ci/run`) runs both.
+# aliases, multi-process/dask runs, training and the synthetic training data (full volumes of
+# every family; devtools, never imported by the plugin). `make test` (the development loop)
+# leaves them out; `make test-slow` runs only them, and CI (`.ci/run`) runs both.
 SLOW_FILES = frozenset(
     {
         "test_released_procedure.py",
@@ -115,6 +116,8 @@ SLOW_FILES = frozenset(
         "test_cli_train.py",
         "test_packaging.py",
         "test_aliases.py",
+        "test_synthetic.py",
+        "test_synthetic_labelmaps.py",
     }
 )
 SLOW_TESTS = frozenset(
