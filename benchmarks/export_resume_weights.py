@@ -10,7 +10,7 @@ OUT_DIR then holds ``lite-propmask.safetensors`` (and the given Box2Mask as
 ``lite-box2mask.safetensors``), ready for
 ``propsam bench --model OUT_DIR/lite-propmask.safetensors``.
 The architecture and preprocessing come from the run's best-weights file; the resume state is
-read with ``weights_only=True``.
+read with ``weights_only=True`` after the training loop's own resume-state check.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from napari_propsam.weights import load_safetensors, save_checkpoint
+from napari_propsam.weights import check_resume_state, load_safetensors, save_checkpoint
 
 logger = logging.getLogger("export_resume_weights")
 
@@ -31,6 +31,7 @@ def export(run: Path, out: Path, box2mask: Path | None = None) -> Path:
     """Write ``out/lite-<network>.safetensors`` from ``run/last.pt``; returns its path."""
     best = next(run.glob("*-best.safetensors"))
     net = load_safetensors(best)
+    check_resume_state(run / "last.pt")  # a truncated or foreign file fails with its name
     state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     net.model.load_state_dict(state["model"])
     provenance = {**net.metadata["provenance"], "steps": int(state["step"])}

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_propsam.devtools.evaluation import OFFSETS, heldout_volumes, prompt_slices
+from napari_propsam.metrics import dice
 
 logger = logging.getLogger("propagation_ceiling")
 
@@ -51,9 +52,8 @@ def main() -> None:
             obj = vol.labels == max(sizes, key=sizes.get)
             for axis in range(3):
                 for _, s in prompt_slices(obj, axis, OFFSETS):
-                    pred = track(obj, axis, s, grow)
-                    dsc = 2 * (pred & obj).sum() / (pred.sum() + obj.sum())
-                    scores.setdefault(vol.family, []).append(float(dsc))
+                    dsc = dice(track(obj, axis, s, grow), obj)
+                    scores.setdefault(vol.family, []).append(dsc)
         rows = ", ".join(f"{f} {np.mean(v):.3f} (n={len(v)})" for f, v in scores.items())
         logger.info("grow %d px: %s", grow, rows)
 
